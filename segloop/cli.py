@@ -30,9 +30,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_info(args: argparse.Namespace) -> int:
+    from segloop.loading import load_scan
+    from segloop.scan_info import format_info, scan_info
+
+    infos = [scan_info(load_scan(path)) for path in args.scans]  # a bad file stops with one error line
+    print(json.dumps(infos, indent=2) if args.json else "\n\n".join(format_info(i) for i in infos))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segloop", description="SegLoop: 3D segmentation with a human in the loop.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="show size, spacing, orientation and intensities of scans",
+                       description="Load each scan (NIfTI, DICOM folder/.zip, NRRD, MHA/MHD) and print its geometry and "
+                                   "intensity statistics. A file that cannot be used ends with one 'error:' line.")
+    p.add_argument("scans", nargs="+", metavar="SCAN", help="scan file or DICOM series folder")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("train", help="train a 3D U-Net on an MSD-style folder",
                        description="Train the 3D U-Net (PyTorch + MONAI) on a Medical Segmentation Decathlon folder. "
