@@ -1,0 +1,36 @@
+"""Shared fixtures: the project's real test data (../shared/data, or SEGLOOP_SHARED_DATA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segloop.config import shared_data_dir
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the shared real data; tests that need it are skipped with a reason when it is absent."""
+    root = shared_data_dir()
+    if not root.is_dir():
+        pytest.skip(f"real test data not found at {root} (set SEGLOOP_SHARED_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def msd_dir(shared_data: Path) -> Path:
+    """The Decathlon hippocampus folder (dataset.json, imagesTr/, labelsTr/)."""
+    path = shared_data / "msd-hippocampus"
+    if not (path / "imagesTr").is_dir():
+        pytest.skip(f"MSD hippocampus data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dicom_dir(shared_data: Path) -> Path:
+    """Folder holding Study1..3 with one DICOM series each."""
+    path = shared_data / "dicom-hippocampus-crops"
+    if not path.is_dir():
+        pytest.skip(f"DICOM test series not found at {path}")
+    return path
