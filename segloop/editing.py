@@ -379,10 +379,7 @@ def shrink(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
     sub = labels[region]
     before = sub.copy()
     mask = before == value
-    # pad so that the crop's border behaves like the (background) outside of the label's bounding box
-    kept = ndimage.binary_erosion(
-        np.pad(mask, 1), structure=STRUCTURE_3D[6], iterations=voxels, border_value=0
-    )[1:-1, 1:-1, 1:-1]
+    kept = ndimage.binary_erosion(mask, structure=STRUCTURE_3D[6], iterations=voxels, border_value=0)
     sub[mask & ~kept] = 0
     return diff_region(labels, before, region, description)
 
