@@ -61,10 +61,13 @@ def _slice_region(shape: tuple[int, ...], plane: str, index: int) -> tuple[slice
 
 def _bbox_region(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
     """Bounding box of a mask's True voxels, grown by `margin` and clipped; None when empty."""
-    boxes = ndimage.find_objects(mask.astype(np.uint8))
-    if not boxes or boxes[0] is None:
-        return None
-    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(boxes[0], mask.shape))
+    region = []
+    for axis, n in enumerate(mask.shape):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        region.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + 1 + margin, n)))
+    return tuple(region)
 
 
 def _label_name(value: int) -> str:

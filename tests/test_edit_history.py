@@ -56,14 +56,16 @@ def test_undo_redo_sequence_restores_exact_arrays():
 def test_new_edit_clears_redo():
     labels = np.zeros(SHAPE, np.uint8)
     history = EditHistory()
-    history.push(editing.paint_box(labels, "axial", 1, (0, 1), (0, 1), 1))
+    first = editing.paint_box(labels, "axial", 1, (0, 1), (0, 1), 1)
+    history.push(first)
     history.push(editing.paint_box(labels, "axial", 2, (0, 1), (0, 1), 1))
     history.undo(labels)
     assert history.can_redo and history.redo_descriptions == ["Box fill label 1 on axial 2"]
-    history.push(editing.paint_box(labels, "coronal", 0, (0, 1), (0, 1), 2))
+    last = editing.paint_box(labels, "coronal", 0, (0, 1), (0, 1), 2)
+    history.push(last)
     assert not history.can_redo and history.redo(labels) is None
     assert history.descriptions == ["Box fill label 1 on axial 1", "Box fill label 2 on coronal 0"]
-    assert history.bytes_used == sum(e.nbytes for e in history._undo)
+    assert history.bytes_used == first.nbytes + last.nbytes
 
 
 def test_empty_edit_is_not_recorded():
