@@ -40,8 +40,9 @@ STATUSES = ("new", "predicted", "corrected", "approved")
 
 
 def labels_dir(store: Datastore, scan_name: str) -> Path:
-    """Folder of a scan's label versions."""
-    return store.workspace / "labels" / scan_name
+    """Folder of a scan's label versions (the name made safe as one folder name)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", scan_name).lstrip(".") or "scan"
+    return store.workspace / "labels" / safe
 
 
 def _write_label_file(label_ras: np.ndarray, reference: Volume, path: Path) -> None:
