@@ -1,0 +1,180 @@
+"""Fixtures for the end-to-end browser tests: a real Streamlit server and a headless Debian chromium.
+
+The server runs `streamlit run app.py` on a free port with the MSD hippocampus folder as its data
+folder and a throw-away workspace. Its log goes to test-artifacts/streamlit-server.log. The browser is
+Debian's /usr/bin/chromium driven by Playwright (we never run `playwright install`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from segloop.config import PROJECT_ROOT, shared_data_dir
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+#: The server imports torch, MONAI and plotly on a 2-core machine that may be busy: be patient.
+SERVER_START_TIMEOUT_S = 180.0
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _missing(reason: str) -> None:
+    """Fail in CI (a missing prerequisite there is a broken pipeline); skip on a developer machine."""
+    if _in_ci():
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _log_tail(path: Path, n: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """test-artifacts/ at the repository root (gitignored): screenshots and server logs."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def msd_dir() -> Path:
+    """The real MSD Task04 hippocampus folder (../shared/data/msd-hippocampus)."""
+    folder = shared_data_dir() / "msd-hippocampus"
+    if not (folder / "imagesTr").is_dir():
+        _missing(f"MSD hippocampus data not found at {folder} (set SEGLOOP_SHARED_DATA)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def app_url(msd_dir: Path, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start the Streamlit app on a free port, wait until it is healthy, yield its base URL."""
+    app = Path(os.environ.get("SEGLOOP_E2E_APP", PROJECT_ROOT / "app.py"))
+    if not app.is_file():
+        pytest.fail(f"app entry point not found: {app}", pytrace=False)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SEGLOOP_DATA_DIR": str(msd_dir),
+        "SEGLOOP_WORKSPACE": str(tmp_path_factory.mktemp("workspace")),
+        "PYTHONUNBUFFERED": "1",
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+    ]
+    log_path = artifacts_dir / "streamlit-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"streamlit exited with code {proc.returncode} before becoming healthy:\n"
+                                f"{_log_tail(log_path)}", pytrace=False)
+                try:
+                    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as resp:
+                        if resp.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"streamlit not healthy after {SERVER_START_TIMEOUT_S:.0f} s:\n"
+                                f"{_log_tail(log_path)}", pytrace=False)
+                time.sleep(0.5)
+            yield base
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=15)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Debian chromium driven by Playwright (fails in CI when chromium is missing)."""
+    if not CHROMIUM.exists():
+        _missing(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest, artifacts_dir: Path) -> Iterator[object]:
+    """A fresh 1600x1000 page; on failure its screenshot lands in test-artifacts/<test>-failure.png."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    context.set_default_timeout(60_000)
+    pg = context.new_page()
+    console: list[str] = []
+    pg.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+    pg.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
+    try:
+        yield pg
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            stem = request.node.name.replace("/", "_")
+            try:
+                pg.screenshot(path=str(artifacts_dir / f"{stem}-failure.png"), full_page=True)
+            except Exception:  # noqa: BLE001 - best effort debugging aid
+                pass
+            (artifacts_dir / f"{stem}-console.log").write_text("\n".join(console))
+        context.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Remember each phase's report on the test item so fixtures can react to failures."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
