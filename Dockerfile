@@ -2,12 +2,12 @@
 # Build and run locally:  docker build -t segloop . && docker run -p 7860:7860 segloop
 FROM python:3.11-slim
 
+# A Space is shown inside an iframe on huggingface.co, where Streamlit's XSRF cookie is blocked and
+# file uploads fail with 403; Hugging Face documents turning the check off for Streamlit Spaces.
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
-    # A Space is shown inside an iframe on huggingface.co, where Streamlit's XSRF cookie is blocked and
-    # file uploads fail with 403; Hugging Face documents turning the check off for Streamlit Spaces.
     STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=false
 
 # CPU build of torch first (the default PyPI wheel pulls several GB of CUDA libraries), then the rest.
