@@ -98,8 +98,7 @@ def _plain_cases(root: Path) -> list[SourceCase]:
         if any(f.lower().endswith(".dcm") for f in visible) or any(
             is_dicom_file(here / f) for f in visible[:3] if "." not in f
         ):
-            if rel_dir.parts and _inside(here, root):
-                found.append((rel_dir.as_posix(), here, "dicom"))
+            found.append((rel_dir.as_posix() if rel_dir.parts else root.name, here, "dicom"))
             dirs[:] = []
             continue
         for f in visible:

@@ -58,7 +58,9 @@ def mni152_t1_path() -> Path:
     return found[0]
 
 
-def crop_box_voxels(affine: np.ndarray, shape: tuple[int, ...], box_mm=LEFT_HIPPOCAMPUS_BOX_MM) -> tuple[slice, ...]:
+def crop_box_voxels(
+    affine: np.ndarray, shape: tuple[int, ...], box_mm: tuple = LEFT_HIPPOCAMPUS_BOX_MM
+) -> tuple[slice, ...]:
     """Voxel slices covering a world-coordinate box (all 8 corners mapped through the inverse affine)."""
     corners = np.array([[x, y, z, 1.0] for x in box_mm[0] for y in box_mm[1] for z in box_mm[2]])
     vox = (np.linalg.inv(affine) @ corners.T)[:3].T

@@ -40,6 +40,8 @@ def test_dicom_tree_lists_one_case_per_series(dicom_dir):
     assert [c.name.split("/")[0] for c in cases] == ["Study1", "Study2", "Study3"]
     case = resolve_case(dicom_dir, cases[2].name)
     assert load_scan(case.image_path).shape[2] == 40
+    series = Path(cases[0].image_path)  # a data folder that is itself one series
+    assert [(c.name, c.kind) for c in list_cases(series)] == [(series.name, "dicom")]
 
 
 def test_plain_folder_with_label_conventions(tmp_path):
