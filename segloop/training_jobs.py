@@ -134,6 +134,9 @@ def _case_dicts(cases: list[Any]) -> list[dict[str, Any]]:
         d = asdict(c) if isinstance(c, Case) else dict(c)
         if not d.get("label"):
             raise SegLoopError(f"case {d.get('name')!r} has no label map; training and validation need one")
+        for key in ("image", "label"):
+            if not Path(d[key]).exists():
+                raise SegLoopError(f"case {d['name']!r}: {key} file {d[key]} not found")
         out.append({"name": str(d["name"]), "image": str(d["image"]), "label": str(d["label"])})
     return out
 
