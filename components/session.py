@@ -1,0 +1,98 @@
+"""The current scan and its label map, shared by every page through st.session_state.
+
+The viewer sets them; the segmentation page reads and edits the same label array (in place, through
+`planes.slice_view`), so both pages always show the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from segloop.volume import Volume
+
+VOLUME_KEY = "current_volume"
+LABELS_KEY = "current_labels"
+CASE_KEY = "current_case"
+SOURCE_KEY = "current_source"
+NAMES_KEY = "label_names"
+
+
+def current_volume() -> Volume | None:
+    """The scan being viewed, or None before one is picked."""
+    return st.session_state.get(VOLUME_KEY)
+
+
+def current_labels() -> np.ndarray | None:
+    """The current label array (RAS, same shape as the scan), or None when the scan has none yet."""
+    return st.session_state.get(LABELS_KEY)
+
+
+def current_case() -> str | None:
+    """Name of the current case (deep-link name, or the uploaded file name)."""
+    return st.session_state.get(CASE_KEY)
+
+
+def current_source() -> str:
+    """Where the current scan came from: 'data folder', 'demo' or 'upload'."""
+    return st.session_state.get(SOURCE_KEY, "")
+
+
+def set_current(volume: Volume, labels: np.ndarray | None, case: str, source: str) -> None:
+    """Make `volume` the current scan; `labels` is copied so edits never touch a cached array."""
+    if labels is not None and tuple(labels.shape) != volume.shape:
+        raise ValueError(f"labels of shape {labels.shape} do not match the scan {volume.shape}")
+    st.session_state[VOLUME_KEY] = volume
+    st.session_state[LABELS_KEY] = None if labels is None else np.array(labels, copy=True)
+    st.session_state[CASE_KEY] = case
+    st.session_state[SOURCE_KEY] = source
+    st.session_state["labels_revision"] = st.session_state.get("labels_revision", 0) + 1
+
+
+def set_labels(labels: np.ndarray | None) -> None:
+    """Replace the current label array (a prediction, a loaded version...)."""
+    vol = current_volume()
+    if vol is not None and labels is not None and tuple(labels.shape) != vol.shape:
+        raise ValueError(f"labels of shape {labels.shape} do not match the scan {vol.shape}")
+    st.session_state[LABELS_KEY] = labels
+    st.session_state["labels_revision"] = st.session_state.get("labels_revision", 0) + 1
+
+
+def labels_revision() -> int:
+    """Counter bumped whenever the label array is replaced (for cache keys and redraws)."""
+    return int(st.session_state.get("labels_revision", 0))
+
+
+@st.cache_data(show_spinner=False)
+def _default_label_names() -> dict[int, str]:
+    try:
+        from segloop.inference import default_model_path
+        from segloop.model_card import card_path_for, load_card
+
+        return dict(load_card(card_path_for(default_model_path())).label_names())
+    except Exception:  # no shipped model yet: plain names
+        return {}
+
+
+def label_names() -> dict[int, str]:
+    """Label value -> name: set by a page (e.g. from a model card), else the shipped model's names."""
+    names = st.session_state.get(NAMES_KEY)
+    return dict(names) if names else _default_label_names()
+
+
+def set_label_names(names: dict[int, str]) -> None:
+    st.session_state[NAMES_KEY] = dict(names)
+
+
+def file_key(path: str | Path | None) -> str:
+    """path + mtime + size: a cache key that changes when the file does."""
+    if not path:
+        return ""
+    try:
+        st_ = os.stat(path)
+    except OSError:
+        return str(path)
+    return f"{path}|{st_.st_mtime_ns}|{st_.st_size}"

@@ -1,0 +1,58 @@
+"""Viewer: pick a scan and look at it in three planes with its labels and their volumes."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import session
+from components.scan_picker import describe, scan_picker
+from components.slice_viewer import overlay_controls, reset_for_new_scan, slice_panel, window_controls
+from segloop import planes
+from segloop.label_stats import label_volumes_ml
+
+st.title("Viewer")
+scan_picker()
+vol = session.current_volume()
+if vol is None:
+    st.info("Pick a scan above, or upload one.")
+    st.stop()
+
+qp_plane = st.query_params.get("plane")
+try:
+    qp_slice = int(st.query_params.get("slice", ""))
+except ValueError:
+    qp_slice = None
+reset_for_new_scan(qp_plane if qp_plane in planes.PLANES else None, qp_slice)
+
+labels = session.current_labels()
+names = session.label_names()
+st.caption(describe(vol))
+
+with st.sidebar:
+    st.subheader("Display")
+    center, width = window_controls()
+    st.subheader("Labels")
+    style = overlay_controls(labels, names)
+    layout = st.radio("Layout", ["Three planes", "One plane"], horizontal=True, key="viewer_layout")
+    big_plane = st.selectbox("Plane", planes.PLANES, key="viewer_plane", disabled=layout != "One plane")
+
+if layout == "One plane":
+    slice_panel(big_plane, center, width, style, names, height=640)
+else:
+    for col, plane in zip(st.columns(3), planes.PLANES):
+        with col:
+            slice_panel(plane, center, width, style, names, height=380)
+
+st.subheader("Label volumes")
+if labels is None:
+    st.caption("This scan has no label map yet.")
+else:
+    rows = label_volumes_ml(labels, vol.spacing, names)
+    if rows:
+        st.dataframe(
+            [{"Label": r["label"], "Name": r["name"], "Voxels": r["voxels"], "Volume (mL)": round(r["ml"], 3)} for r in rows],
+            hide_index=True,
+            key="label_table",
+        )
+    else:
+        st.caption("The label map is empty.")
