@@ -16,14 +16,15 @@ from PIL import Image
 pytestmark = pytest.mark.e2e
 
 CASE = "hippocampus_001"
-CHART = '[data-testid="stPlotlyChart"]'
+#: The axial chart (key chart_axial); its first <image> is the rendered slice.
+CHART = '.st-key-chart_axial [data-testid="stPlotlyChart"]'
 #: Widgets with key=K sit in a container with CSS class st-key-K. The slider thumb is an ARIA slider
 #: (Streamlit 1.67: a visually hidden <input type=range>; older versions: a div with role=slider).
 AXIAL_SLIDER = ".st-key-slice_axial input[type=range], .st-key-slice_axial [role=slider]"
 SLIDER_VALUE = "el => Number(el.getAttribute('aria-valuenow') ?? el.value)"
-#: JS: the data URI shown by the first slice image of the first Plotly chart (SVG <image> href).
+#: JS: the data URI shown by the axial chart's slice image (an SVG <image> with a PNG data URI href).
 FIRST_IMAGE_HREF = """() => {
-  const img = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot image');
+  const img = document.querySelector('.st-key-chart_axial [data-testid="stPlotlyChart"] .js-plotly-plot image');
   if (!img) return null;
   return img.getAttribute('href') || img.getAttributeNS('http://www.w3.org/1999/xlink', 'href');
 }"""
@@ -56,7 +57,7 @@ def test_viewer_shows_scan_and_axial_slider_changes_slice(page, app_url: str, ar
     assert CASE in page.locator("body").inner_text(), f"the page does not name the case {CASE}"
 
     before = page.evaluate(FIRST_IMAGE_HREF)
-    assert before, "no slice image in the first chart"
+    assert before, "no slice image in the axial chart"
     pixels = _decode_png(before)
     assert pixels.shape[0] >= 20 and pixels.shape[1] >= 20, f"slice image too small: {pixels.shape}"
     assert pixels.std() > 5, "the axial slice is blank (no scan visible)"
