@@ -87,4 +87,7 @@ def test_viewer_shows_scan_and_axial_slider_changes_slice(page, app_url: str, ar
     assert after_pixels.shape == pixels.shape, "axial slices of one scan must have one size"
     assert np.abs(after_pixels.astype(int) - pixels.astype(int)).mean() > 0.5, "the slice image barely changed"
     assert page.locator('[data-testid="stException"]').count() == 0
+    # The address bar now links to this view (case, plane and slice), so it can be shared.
+    page.wait_for_url(lambda url: f"case={CASE}" in url and "plane=axial" in url and f"slice={start + steps}" in url,
+                      timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "viewer-after-scroll.png"), full_page=True)
