@@ -66,7 +66,19 @@ def labels_revision() -> int:
     return int(st.session_state.get("labels_revision", 0))
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, ttl=60)
+def _dataset_label_names(folder: str) -> dict[int, str]:
+    """Names from an MSD-style dataset.json in the data folder ({"labels": {"1": "Anterior"}})."""
+    import json
+
+    try:
+        labels = json.loads((Path(folder) / "dataset.json").read_text())["labels"]
+        return {int(k): str(v) for k, v in labels.items() if int(k) != 0}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+@st.cache_data(show_spinner=False, ttl=60)
 def _default_label_names() -> dict[int, str]:
     try:
         from segloop.inference import default_model_path
@@ -78,9 +90,19 @@ def _default_label_names() -> dict[int, str]:
 
 
 def label_names() -> dict[int, str]:
-    """Label value -> name: set by a page (e.g. from a model card), else the shipped model's names."""
+    """Label value -> name: set by a page (e.g. from a model card), else the data folder's
+    dataset.json, else the shipped model's names."""
     names = st.session_state.get(NAMES_KEY)
-    return dict(names) if names else _default_label_names()
+    if names:
+        return dict(names)
+    from segloop.config import data_dir
+
+    folder = data_dir()
+    if folder is not None and current_source() == "data folder":
+        found = _dataset_label_names(str(folder))
+        if found:
+            return found
+    return _default_label_names()
 
 
 def set_label_names(names: dict[int, str]) -> None:

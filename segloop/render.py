@@ -240,7 +240,10 @@ def pixel_info(
 
 def _edge_annotations(plane: str, color: str = "#ffd60a") -> list[dict]:
     left, right, top, bottom = planes.EDGE_LABELS[plane]
-    common = dict(xref="x domain", yref="y domain", showarrow=False, font=dict(color=color, size=14))
+    common = dict(
+        xref="x domain", yref="y domain", showarrow=False, bgcolor="rgba(0,0,0,0.55)", borderpad=1,
+        font=dict(color=color, size=14, weight="bold"),
+    )
     return [
         dict(text=left, x=0.01, y=0.5, xanchor="left", yanchor="middle", **common),
         dict(text=right, x=0.99, y=0.5, xanchor="right", yanchor="middle", **common),
@@ -287,7 +290,7 @@ def _hover_trace(
         hovertemplate=(
             "voxel (%{customdata[0]:.0f}, %{customdata[1]:.0f}, %{customdata[2]:.0f})<br>"
             "%{customdata[3]:.1f}, %{customdata[4]:.1f}, %{customdata[5]:.1f} mm<br>"
-            "intensity %{z:.4g}<br>%{text}<extra></extra>"
+            "intensity %{z:.5~g}<br>%{text}<extra></extra>"
         ),
         name="hover",
     )

@@ -43,6 +43,7 @@ def test_deep_link_opens_case_and_slider_moves_slice(msd_env: Path) -> None:
     # label volume table: MSD hippocampus_001 has both labels
     table = at.dataframe[0].value
     assert list(table["Label"]) == [1, 2] and (table["Volume (mL)"] > 0).all()
+    assert list(table["Name"]) == ["Anterior", "Posterior"]  # from the folder's dataset.json
 
     slider = at.slider(key="slice_axial")
     assert slider.value == 35 // 2
