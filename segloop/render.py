@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import io
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,8 +48,10 @@ DEFAULT_PALETTE = (
     "#5e5ce6",  # indigo
 )
 
-#: Pillow zlib level: 1 is ~3x faster than the default 6 and only ~10 % larger on slices.
+#: zlib level 1 with the run-length strategy (zlib.Z_RLE): on brain slices it is both faster and
+#: smaller than Pillow's default (level 6) or level 1 with the default strategy.
 PNG_COMPRESS_LEVEL = 1
+PNG_COMPRESS_TYPE = zlib.Z_RLE
 
 
 def label_color(value: int, colors: dict[int, str] | None = None) -> str:
@@ -150,10 +153,10 @@ def encode_png(
             flat.extend(rgb)
         img.putpalette(flat)
         buf = io.BytesIO()
-        img.save(buf, format="PNG", compress_level=compress_level, transparency=0)
+        img.save(buf, format="PNG", compress_level=compress_level, compress_type=PNG_COMPRESS_TYPE, transparency=0)
         return buf.getvalue()
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level, compress_type=PNG_COMPRESS_TYPE)
     return buf.getvalue()
 
 
