@@ -30,6 +30,64 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from segloop.inference import default_model_path, predict
+    from segloop.loading import load_scan, scan_name
+    from segloop.saving import save_label
+
+    model = Path(args.model) if args.model else default_model_path()
+    out = Path(args.out)
+    names = [scan_name(p) for p in args.images]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise SegLoopError(f"several inputs share the output name {sorted(dupes)[0]}.nii.gz")
+    for path in args.images:  # validate every input before writing anything
+        load_scan(path)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in args.images:
+        vol = load_scan(path)
+        pred = predict(vol, model, largest_component=not args.no_postprocess)
+        target = save_label(pred.labels, vol, out / f"{vol.name}.nii.gz")
+        for w in pred.warnings:
+            print(f"warning: {vol.name}: {w}", file=sys.stderr)
+        results.append({"image": str(path), "output": str(target), "seconds": round(pred.seconds, 4),
+                        "provider": pred.provider, "foreground_voxels": int((pred.labels > 0).sum()),
+                        "mean_foreground_uncertainty": round(pred.mean_foreground_uncertainty, 4)})
+        if not args.json:
+            print(f"{vol.name}: {target} ({pred.seconds * 1000:.0f} ms, {pred.provider})")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"provider note: {pred.provider_note}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from segloop.evaluation import evaluate_folders
+
+    result = evaluate_folders(args.pred_dir, args.ref_dir)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['cases']} cases")
+    for k in result["labels"]:
+        d, h = result["mean"]["dice"][k], result["mean"]["hd95"][k]
+        print(f"label {k}: Dice {d['mean']:.4f} +/- {d['std']:.4f}   HD95 {h['mean']:.2f} mm (n={h['n']})")
+    if result["missing_reference"]:
+        print(f"no reference for: {', '.join(result['missing_reference'])}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from segloop.export import export_run
+
+    card = export_run(run_dir=args.run, onnx_path=args.out, name=args.name, version=args.version,
+                      parent=args.parent, checkpoint=args.checkpoint, data=args.data)
+    print(json.dumps({"onnx": args.out, "metrics": card.metrics}, indent=2))
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from segloop.loading import load_scan
     from segloop.scan_info import format_info, scan_info
@@ -67,6 +125,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default=None, help="checkpoint (.pt) to fine-tune from instead of random weights")
     p.add_argument("--no-augment", action="store_true", help="turn off spatial and intensity augmentation")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="segment scans with an ONNX model",
+                       description="Segment each IMAGE and write <name>.nii.gz label maps to --out, on the input's own "
+                                   "grid and affine so they overlay the scan in any viewer. All inputs are checked "
+                                   "before anything is written.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="scans: NIfTI, a DICOM folder or .zip, NRRD or MHA")
+    p.add_argument("--out", required=True, help="output folder for the label maps")
+    p.add_argument("--model", default=None, help="ONNX model with a .card.json beside it (default: the shipped model in weights/)")
+    p.add_argument("--no-postprocess", action="store_true", help="keep every connected component (default: largest per label)")
+    p.add_argument("--json", action="store_true", help="print one JSON list of results")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="Dice and HD95 of predictions against references",
+                       description="Compare each label map in PRED_DIR with the same-named file in REF_DIR: Dice and "
+                                   "95%% Hausdorff distance (mm) per label, per case and mean.")
+    p.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted label maps")
+    p.add_argument("ref_dir", metavar="REF_DIR", help="folder of reference label maps with the same file names")
+    p.add_argument("--json", action="store_true", help="print the full result (per case too) as JSON")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a training run to ONNX with its model card",
+                       description="Export a run's best checkpoint to one self-contained ONNX file (dynamic batch and "
+                                   "spatial axes), check it against PyTorch, evaluate it with ONNX Runtime on the run's "
+                                   "validation split, and write <model>.card.json beside it.")
+    p.add_argument("--run", required=True, help="training run folder (from `train`)")
+    p.add_argument("--out", required=True, help="ONNX file to write, e.g. weights/hippocampus-unet-v1.onnx")
+    p.add_argument("--name", default="hippocampus-unet", help="model name for the card (default: %(default)s)")
+    p.add_argument("--version", type=int, default=1, help="model version for the card (default: %(default)s)")
+    p.add_argument("--parent", default=None, help="parent model (name and version) when fine-tuned")
+    p.add_argument("--checkpoint", default=None, help="checkpoint to export (default: RUN/best.pt)")
+    p.add_argument("--data", default=None, help="MSD folder for the validation cases (default: the one recorded in RUN/split.json)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 
