@@ -1,0 +1,401 @@
+"""Correction tools for the current label map: slice charts with box/lasso/click tools, a brush canvas,
+3D/slice buttons, undo/redo, saving versions and the version history.
+
+All panels draw from the one label array in session state (components.session), edited in place,
+so every plane shows an edit at once. Chart selections are applied at the top of a run, before
+anything is drawn, and only once: the applied selection's signature is remembered and the chart's
+key changes (which clears the outline on screen). Buttons use on_click callbacks, which also run
+before the page is drawn.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from components import session
+from segloop import editing, planes
+from segloop.correction import CLICK_TOOLS, add_layer, apply_selection, selection_signature, uncertainty_layer
+from segloop.edit_history import EditHistory, apply_edit
+from segloop.errors import SegLoopError
+from segloop.render import OverlayStyle, compose_rgb, encode_png, slice_figure_dict
+from segloop.windowing import apply_window
+
+HISTORY_KEY = "seg_history"
+BASE_KEY = "seg_base"  # {"version_id", "version", "model_id", "kind"} of the saved version being edited
+BASE_LABELS_KEY = "seg_base_labels"
+MARKER_KEY = "seg_marker"
+NONCE_KEY = "seg_nonce"
+APPLIED_KEY = "seg_applied_sig"
+LAST_BOX_KEY = "seg_last_box"
+MESSAGE_KEY = "seg_message"
+SAVED_KEY = "seg_saved"
+AUTHOR_KEY = "seg_author_name"
+HISTORY_BYTES = 64 * 1024 * 1024
+
+TOOLS = ("box", "lasso", "brush", "flood fill", "delete component")
+PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
+
+
+# --------------------------------------------------------------------------- state
+
+
+def history() -> EditHistory:
+    hist = st.session_state.get(HISTORY_KEY)
+    if hist is None:
+        hist = st.session_state[HISTORY_KEY] = EditHistory(HISTORY_BYTES)
+    return hist
+
+
+def ensure_state() -> None:
+    """Reset the editor when the current scan changes (new history, base = the labels it came with)."""
+    vol = session.current_volume()
+    marker = (session.current_case(), id(vol))
+    if st.session_state.get(MARKER_KEY) == marker:
+        return
+    st.session_state[MARKER_KEY] = marker
+    history().clear()
+    st.session_state[BASE_KEY] = None
+    labels = session.current_labels()
+    st.session_state[BASE_LABELS_KEY] = None if labels is None else labels.copy()
+    st.session_state[APPLIED_KEY] = None
+    st.session_state[LAST_BOX_KEY] = None
+    st.session_state[SAVED_KEY] = None
+    for plane in planes.PLANES:
+        n = planes.n_slices(vol.shape, plane)
+        idx = st.session_state.get(f"slice_{plane}", n // 2)
+        st.session_state[f"seg_slice_{plane}"] = int(np.clip(idx, 0, n - 1))
+
+
+def editable_labels() -> np.ndarray:
+    """The current label array, created empty for a scan that has none yet."""
+    labels = session.current_labels()
+    if labels is None:
+        vol = session.current_volume()
+        labels = np.zeros(vol.shape, np.uint8)
+        session.set_labels(labels)
+    if not labels.flags.writeable:
+        labels = labels.copy()
+        session.set_labels(labels)
+    return labels
+
+
+def bump() -> None:
+    """Tell cached renders that the labels changed."""
+    st.session_state["labels_revision"] = session.labels_revision() + 1
+
+
+def nonce() -> int:
+    return int(st.session_state.get(NONCE_KEY, 0))
+
+
+def chart_key(plane: str) -> str:
+    """Key of a plane's editing chart; it changes after each applied selection to clear the outline."""
+    return f"seg_chart_{plane}_{nonce()}"
+
+
+def record(edit, message: str | None = None) -> None:
+    """Push an applied edit to the history and say what it did."""
+    if edit.is_empty:
+        st.session_state[MESSAGE_KEY] = f"{edit.description}: nothing changed."
+        return
+    history().push(edit)
+    bump()
+    st.session_state[MESSAGE_KEY] = message or f"{edit.description}: {len(edit)} voxels changed."
+
+
+def set_base(version, labels: np.ndarray) -> None:
+    """The saved version the labels now descend from (parent of the next save)."""
+    st.session_state[BASE_KEY] = None if version is None else {
+        "version_id": version.id, "version": version.version, "model_id": version.model_id, "kind": version.kind}
+    st.session_state[BASE_LABELS_KEY] = labels.copy()
+
+
+def start_from(labels: np.ndarray, version) -> None:
+    """Replace the labels (a prediction, an opened version) and forget the edit history."""
+    arr = np.array(labels, dtype=np.uint8, copy=True)
+    session.set_labels(arr)
+    history().clear()
+    set_base(version, arr)
+    st.session_state[APPLIED_KEY] = None
+    st.session_state[SAVED_KEY] = None
+
+
+def unsaved_voxels() -> int:
+    """Voxels that differ from the version being edited (or from the labels the scan came with)."""
+    labels, base = session.current_labels(), st.session_state.get(BASE_LABELS_KEY)
+    if labels is None:
+        return 0
+    if base is None:
+        return int(np.count_nonzero(labels))
+    return int(np.count_nonzero(labels != base))
+
+
+# --------------------------------------------------------------------------- selections
+
+
+def process_selections(tool: str, value: int) -> None:
+    """Apply new box/lasso/click selections of the editing charts (once each), before anything is drawn."""
+    vol = session.current_volume()
+    for plane in planes.PLANES:
+        state = st.session_state.get(chart_key(plane))
+        if not state:
+            continue
+        selection = state.get("selection") if hasattr(state, "get") else None
+        if not selection:
+            continue
+        index = int(st.session_state.get(f"seg_slice_{plane}", 0))
+        sig = selection_signature(plane, index, selection)
+        if sig == st.session_state.get(APPLIED_KEY):
+            continue
+        try:
+            applied = apply_selection(editable_labels(), plane, index, selection, tool, value, vol.spacing)
+        except (ValueError, SegLoopError) as exc:
+            st.session_state[MESSAGE_KEY] = str(exc)
+            applied = None
+        if applied is None:
+            continue
+        st.session_state[APPLIED_KEY] = sig
+        st.session_state[NONCE_KEY] = nonce() + 1
+        if applied.pixel_box is not None:
+            r0, r1, c0, c1 = applied.pixel_box
+            st.session_state[LAST_BOX_KEY] = f"{plane} {index}: rows {r0}–{r1}, columns {c0}–{c1}"
+        record(applied.edit)
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def _figure(plane: str, index: int, window: tuple[float, float], style: OverlayStyle, names: dict[int, str],
+            tool: str, levels: np.ndarray | None, height: int) -> go.Figure:
+    vol = session.current_volume()
+    dragmode = {"box": "select", "lasso": "lasso"}.get(tool, "pan")
+    fig = slice_figure_dict(
+        vol.array, session.current_labels(), plane, index, spacing=vol.spacing, center=window[0], width=window[1],
+        style=style, affine=vol.affine, label_names=names, dragmode=dragmode, selectable=tool in CLICK_TOOLS,
+        height=height, uirevision=f"{session.current_case()}|{tool}",
+    )
+    if levels is not None:
+        add_layer(fig, uncertainty_layer(levels, plane, index, vol.spacing))
+    return go.Figure(fig, _validate=False)
+
+
+def plane_panel(plane: str, window: tuple[float, float], style: OverlayStyle, names: dict[int, str], tool: str,
+                levels: np.ndarray | None, height: int = 380) -> None:
+    """Slider `seg_slice_<plane>` and the editing chart of one plane."""
+    vol = session.current_volume()
+    n = planes.n_slices(vol.shape, plane)
+    index = st.slider(f"{plane.capitalize()} slice", 0, n - 1, key=f"seg_slice_{plane}")
+    fig = _figure(plane, int(index), window, style, names, tool, levels, height)
+    if tool == "brush":
+        st.plotly_chart(fig, key=f"seg_view_{plane}", config=PLOT_CONFIG, theme=None)
+        return
+    modes = ("points",) if tool in CLICK_TOOLS else ("box", "lasso")
+    st.plotly_chart(fig, key=chart_key(plane), config=PLOT_CONFIG, theme=None, on_select="rerun",
+                    selection_mode=modes)
+
+
+def brush_canvas(plane: str, window: tuple[float, float], style: OverlayStyle, value: int, size: int,
+                 color: str) -> None:
+    """Freehand brush/eraser on slice `seg_slice_<plane>`: strokes become a mask applied once."""
+    from streamlit_drawable_canvas import st_canvas
+
+    vol = session.current_volume()
+    labels = editable_labels()
+    index = int(st.session_state.get(f"seg_slice_{plane}", 0))
+    grey = apply_window(planes.slice_view(vol.array, plane, index), *window)
+    rgb = compose_rgb(grey, planes.slice_view(labels, plane, index), style)
+    rows, cols = rgb.shape[:2]
+    zoom = max(1, min(16, 480 // max(rows, cols)))
+    big = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
+    result = st_canvas(
+        fill_color="rgba(0,0,0,0)", stroke_width=max(1, int(size * zoom)), stroke_color=color,
+        background_image=encode_png(big), height=rows * zoom, width=cols * zoom, drawing_mode="freedraw",
+        return_image_data=True, key=f"seg_canvas_{plane}_{nonce()}",
+    )
+    rgba = result.image_data
+    if rgba is not None and rgba.ndim == 3 and rgba.shape[-1] == 4 and (rgba[..., 3] > 0).any():
+        mask = editing.mask_from_canvas(rgba, (rows, cols))
+        if mask.any():
+            what = "brush" if value else "eraser"
+            record(editing.paint_mask(labels, plane, index, mask, value, what=what))
+            st.session_state[NONCE_KEY] = nonce() + 1
+            st.rerun()
+
+
+# --------------------------------------------------------------------------- buttons (callbacks)
+
+
+def _run(op, *args, **kwargs) -> None:
+    try:
+        record(op(editable_labels(), *args, **kwargs))
+    except (ValueError, SegLoopError) as exc:
+        st.session_state[MESSAGE_KEY] = str(exc)
+
+
+def reset_to_prediction(pred) -> None:
+    """Callback: put the model's output back (one undoable edit); the model version becomes the base."""
+    labels = editable_labels()
+
+    def _copy(arr: np.ndarray) -> None:
+        arr[...] = pred.labels
+
+    record(apply_edit(labels, _copy, description="Reset to the model output"))
+    if pred.version_id is not None:
+        st.session_state[BASE_KEY] = {"version_id": pred.version_id, "version": pred.version,
+                                      "model_id": pred.model_id, "kind": "model"}
+        st.session_state[BASE_LABELS_KEY] = np.array(pred.labels, copy=True)
+
+
+def undo() -> None:
+    edit = history().undo(editable_labels())
+    if edit is not None:
+        bump()
+        st.session_state[MESSAGE_KEY] = f"Undone: {edit.description}"
+
+
+def redo() -> None:
+    edit = history().redo(editable_labels())
+    if edit is not None:
+        bump()
+        st.session_state[MESSAGE_KEY] = f"Redone: {edit.description}"
+
+
+def slice_tools(plane: str, value: int, names: dict[int, str]) -> None:
+    """Buttons acting on the chosen label: holes, islands, grow/shrink, copy and interpolate slices."""
+    vol = session.current_volume()
+    index = int(st.session_state.get(f"seg_slice_{plane}", 0))
+    n = planes.n_slices(vol.shape, plane)
+    name = names.get(value, "eraser")
+    disabled = value == 0
+    c1, c2, c3 = st.columns(3)
+    c1.button(f"Fill holes of {name} (3D)", key="seg_fill_holes", disabled=disabled, on_click=_run,
+              args=(editing.fill_holes, value))
+    c2.button(f"Grow {name} by 1 voxel", key="seg_grow", disabled=disabled, on_click=_run,
+              args=(editing.grow, value, 1))
+    c3.button(f"Shrink {name} by 1 voxel", key="seg_shrink", disabled=disabled, on_click=_run,
+              args=(editing.shrink, value, 1))
+    c1, c2 = st.columns([1, 2])
+    min_size = c1.number_input("Smallest island kept (voxels)", 1, 100000, 20, key="seg_min_island")
+    c2.button(f"Remove islands of {name} under {int(min_size)} voxels", key="seg_islands", disabled=disabled,
+              on_click=_run, args=(editing.remove_islands, value, int(min_size)))
+    c1, c2 = st.columns(2)
+    c1.button(f"Copy {plane} slice {index - 1} here", key="seg_copy_prev", disabled=index == 0, on_click=_run,
+              args=(editing.copy_from_neighbour, plane, index, max(index - 1, 0)))
+    c2.button(f"Copy {plane} slice {index + 1} here", key="seg_copy_next", disabled=index >= n - 1, on_click=_run,
+              args=(editing.copy_from_neighbour, plane, index, min(index + 1, n - 1)))
+    c1, c2, c3 = st.columns([1, 1, 2])
+    a = c1.number_input("From slice", 0, n - 1, max(index - 2, 0), key="seg_interp_a")
+    b = c2.number_input("To slice", 0, n - 1, min(index + 2, n - 1), key="seg_interp_b")
+    c3.button(f"Interpolate {name} between {plane} {int(a)} and {int(b)}", key="seg_interp", disabled=disabled,
+              on_click=_run, args=(editing.interpolate_slices, plane, int(a), int(b), value),
+              kwargs={"pixel_spacing": planes.pixel_spacing(vol.spacing, plane)})
+
+
+def history_panel() -> None:
+    """Undo/redo buttons and the recent edits."""
+    hist = history()
+    c1, c2 = st.columns(2)
+    c1.button("Undo", key="seg_undo", disabled=not hist.can_undo, on_click=undo, icon=":material/undo:",
+              use_container_width=True)
+    c2.button("Redo", key="seg_redo", disabled=not hist.can_redo, on_click=redo, icon=":material/redo:",
+              use_container_width=True)
+    recent = hist.descriptions[-8:][::-1]
+    if recent:
+        st.caption("Recent edits (newest first):")
+        st.markdown("\n".join(f"- {d}" for d in recent))
+    else:
+        st.caption("No edits yet.")
+
+
+# --------------------------------------------------------------------------- save and versions
+
+
+def save_correction(store, scan_id: int) -> None:
+    """Callback: save the labels as a new 'correction' version descending from the base version."""
+    from segloop.label_versions import save_label_version
+
+    author = (st.session_state.get("seg_author") or "").strip()
+    st.session_state[AUTHOR_KEY] = author
+    base = st.session_state.get(BASE_KEY) or {}
+    labels = editable_labels()
+    try:
+        v = save_label_version(store, scan_id, labels, session.current_volume(), kind="correction", author=author,
+                               parent_version_id=base.get("version_id"), model_id=base.get("model_id"))
+    except SegLoopError as exc:
+        st.session_state[MESSAGE_KEY] = str(exc)
+        return
+    set_base(v, labels)
+    st.session_state[SAVED_KEY] = {"version": v.version, "id": v.id, "dice": v.dice_vs_model,
+                                   "changed": v.changed_voxels, "path": v.path}
+
+
+def open_version(store, version_id: int) -> None:
+    """Callback: continue editing from a saved version."""
+    from segloop.label_versions import load_version
+
+    v = store.label_version(version_id)
+    start_from(load_version(store, version_id, session.current_volume()), v)
+    st.session_state[MESSAGE_KEY] = f"Opened version {v.version} ({v.kind})."
+
+
+def save_panel(store, scan, names: dict[int, str]) -> None:
+    """Author name, unsaved-change warning, Save button and what the last save recorded."""
+    if "seg_author" not in st.session_state:
+        st.session_state["seg_author"] = st.session_state.get(AUTHOR_KEY, "")
+    st.text_input("Your name (recorded with the version)", key="seg_author")
+    changed = unsaved_voxels()
+    base = st.session_state.get(BASE_KEY)
+    origin = f"version {base['version']} ({base['kind']})" if base else "the labels the scan was opened with"
+    if changed:
+        st.warning(f"Unsaved changes: {changed} voxels differ from {origin}.", icon=":material/edit_note:")
+    else:
+        st.caption(f"No unsaved changes (same as {origin}).")
+    st.button("Save correction", key="seg_save", type="primary", on_click=save_correction, args=(store, scan.id),
+              disabled=scan is None, icon=":material/save:")
+    saved = st.session_state.get(SAVED_KEY)
+    if saved:
+        dice = saved["dice"] or {}
+        dice_txt = ", ".join(f"{names.get(int(k), k)} {d:.3f}" for k, d in dice.items()) or "no model version to compare"
+        st.success(f"Saved as version {saved['version']}. Dice vs the model output: {dice_txt}. "
+                   f"Changed voxels vs its parent: {saved['changed'] if saved['changed'] is not None else 'n/a'}.")
+
+
+def versions_panel(store, scan) -> None:
+    """The scan's saved versions, with download and 'Open this version'."""
+    from segloop.label_versions import list_versions, load_version
+    from segloop.saving import label_nifti_bytes
+
+    versions = list_versions(store, scan.id)
+    if not versions:
+        st.caption("No saved versions of this scan yet.")
+        return
+    st.dataframe(
+        [{"Version": v.version, "Kind": v.kind, "Author": v.author, "Parent": _parent_number(versions, v),
+          "Saved": time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_at)),
+          "Dice vs model": ", ".join(f"{k}: {d:.3f}" for k, d in (v.dice_vs_model or {}).items()),
+          "Changed voxels": v.changed_voxels} for v in reversed(versions)],
+        hide_index=True, key="seg_versions_table",
+    )
+    by_number = {v.version: v for v in versions}
+    pick = st.selectbox("Version", list(reversed(by_number)), key="seg_version_pick",
+                        format_func=lambda n: f"v{n} · {by_number[n].kind} · {by_number[n].author or '—'}")
+    v = by_number[pick]
+    c1, c2 = st.columns(2)
+    c1.button("Open this version", key="seg_open_version", on_click=open_version, args=(store, v.id),
+              icon=":material/edit:")
+    vol = session.current_volume()
+    try:
+        data = label_nifti_bytes(load_version(store, v.id, vol), vol)
+        c2.download_button("Download .nii.gz", data, file_name=f"{scan.name}_v{v.version:03d}_{v.kind}.nii.gz",
+                           mime="application/gzip", key="seg_download_version", icon=":material/download:")
+    except SegLoopError as exc:
+        c2.error(str(exc))
+
+
+def _parent_number(versions, v) -> int | None:
+    by_id = {x.id: x.version for x in versions}
+    return by_id.get(v.parent_version_id)

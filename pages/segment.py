@@ -1,0 +1,130 @@
+"""Segment & correct: run the active model on the current scan, fix its output, save versions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import editor, segmentation, session
+from components.scan_picker import describe, scan_picker
+from segloop import planes
+from segloop.label_stats import label_volumes_ml
+from segloop.render import OverlayStyle
+from segloop.windowing import PRESETS, preset_window
+
+st.title("Segment & correct")
+scan_picker()
+vol = session.current_volume()
+if vol is None:
+    st.info("Pick a scan above, or upload one.")
+    st.stop()
+case = session.current_case()
+st.caption(describe(vol))
+editor.ensure_state()
+
+model = segmentation.active_model()
+names, colors = segmentation.model_labels(model)
+pred = segmentation.cached_prediction(case, model)
+
+with st.sidebar:
+    st.subheader("Display")
+    preset = st.selectbox("Window preset", list(PRESETS), key="seg_window_preset")
+    wcache = st.session_state.setdefault("_seg_window_cache", {})
+    if (case, id(vol), preset) not in wcache:
+        wcache[(case, id(vol), preset)] = preset_window(preset, vol.array)
+    window = wcache[(case, id(vol), preset)]
+    opacity = st.slider("Label opacity", 0.0, 1.0, 0.45, 0.05, key="seg_opacity")
+    contour = st.toggle("Contours only", key="seg_contour")
+    show_unc = st.toggle("Show uncertainty", key="seg_show_unc", disabled=pred is None,
+                         help="Heat overlay of the model's uncertainty (normalised entropy): "
+                              "yellow ≥ 0.1, orange ≥ 0.25 / 0.5, red ≥ 0.75.")
+style = OverlayStyle.make(colors, opacity=opacity, contour=contour)
+
+# --------------------------------------------------------------------------- segment
+st.subheader("Segment")
+store = segmentation.store()
+scan = segmentation.scan_record(case)
+st.caption(f"Active model: **{model.title}**" + (f" — {model.note}" if model.note else ""))
+if pred is None:
+    if st.button("Run segmentation", key="seg_run", type="primary", icon=":material/play_arrow:"):
+        try:
+            with st.status(f"Running {model.title} on {case}…", expanded=True) as status:
+                st.write("Preprocessing, running the network and post-processing…")
+                pred = segmentation.run_prediction(case, model)
+                status.update(label=f"Segmented in {pred.seconds:.1f} s", state="complete", expanded=False)
+        except Exception as exc:  # ModelError and friends: one clear sentence
+            st.error(f"Segmentation failed: {exc}")
+            st.stop()
+        version = store.label_version(pred.version_id) if pred.version_id is not None else None
+        editor.start_from(pred.labels, version)
+        scan = segmentation.scan_record(case)
+        st.rerun()
+    else:
+        st.caption("Run the model to get a starting point, or correct the labels shown below directly.")
+else:
+    st.caption(f"Execution provider: **{pred.provider}** — {pred.provider_note}")
+    st.caption(f"Model {pred.model_title} · {pred.seconds:.2f} s · mean uncertainty in the labels "
+               f"{pred.mean_uncertainty:.3f}" + (f" · saved as version {pred.version}" if pred.version else ""))
+    for w in pred.warnings:
+        st.warning(w)
+    st.button("Reset to the model output", key="seg_reset_model", on_click=editor.reset_to_prediction, args=(pred,),
+              help="Replaces the current labels with the model's output (undoable).")
+
+labels = session.current_labels()
+model_rows = {r["label"]: r for r in label_volumes_ml(pred.labels, vol.spacing, names)} if pred else {}
+cur_rows = {r["label"]: r for r in label_volumes_ml(labels, vol.spacing, names)} if labels is not None else {}
+if model_rows or cur_rows:
+    st.dataframe(
+        [{"Label": v, "Name": names.get(v, f"label {v}"),
+          "Model (mL)": round(model_rows[v]["ml"], 3) if v in model_rows else None,
+          "Current (mL)": round(cur_rows[v]["ml"], 3) if v in cur_rows else 0.0}
+         for v in sorted(set(model_rows) | set(cur_rows))],
+        hide_index=True, key="seg_volumes_table",
+    )
+
+# --------------------------------------------------------------------------- correct
+st.subheader("Correct")
+c1, c2, c3 = st.columns([3, 2, 1])
+tool = c1.radio("Tool", editor.TOOLS, horizontal=True, key="seg_tool",
+                format_func=lambda t: t.capitalize())
+values = sorted(names) + [0]
+value = c2.radio("Label", values, horizontal=True, key="seg_label",
+                 format_func=lambda v: names.get(v, f"label {v}") if v else "Eraser")
+brush = c3.slider("Brush size", 1, 15, 3, key="seg_brush", disabled=tool != "brush")
+editor.process_selections(tool, int(value))
+
+msg = st.session_state.get(editor.MESSAGE_KEY)
+if msg:
+    st.info(msg)
+last_box = st.session_state.get(editor.LAST_BOX_KEY)
+if last_box:
+    st.caption(f"Last box applied: {last_box}")
+st.caption({"box": "Drag a box on any slice to fill it with the label (or erase it).",
+            "lasso": "Draw a lasso outline on any slice to fill it (or erase it).",
+            "brush": "Paint on the slice below; each stroke is applied when you release the mouse.",
+            "flood fill": "Click a pixel: its connected region on that slice takes the label.",
+            "delete component": "Click a labelled pixel: its whole 3D connected piece is erased."}[tool])
+
+levels = pred.levels if (pred is not None and show_unc) else None
+for col, plane in zip(st.columns(3), planes.PLANES):
+    with col:
+        editor.plane_panel(plane, window, style, names, tool, levels)
+
+edit_plane = st.selectbox("Plane for the brush and slice tools", planes.PLANES, key="seg_plane")
+if tool == "brush":
+    colour = "#000000" if value == 0 else style.color_of(int(value))
+    editor.brush_canvas(edit_plane, window, style, int(value), int(brush), colour)
+
+left, right = st.columns([3, 2])
+with left:
+    editor.slice_tools(edit_plane, int(value), names)
+with right:
+    editor.history_panel()
+
+# --------------------------------------------------------------------------- save
+st.subheader("Save")
+if scan is None:
+    st.error("This scan could not be registered in the workspace, so corrections cannot be saved.")
+else:
+    editor.save_panel(store, scan, names)
+    st.subheader("Versions of this scan")
+    editor.versions_panel(store, scan)
