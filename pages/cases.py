@@ -1,0 +1,153 @@
+"""Cases: every registered scan with its status, who touched it last, the model's agreement with the
+correction, a review queue ordered by what to label next, and approval of corrected cases."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from components.store import dice_columns, fmt_time, get_store, label_names_for
+from segloop import config
+from segloop.errors import SegLoopError
+from segloop.label_versions import approve, status_from_versions
+from segloop.review_queue import STRATEGIES, review_queue
+
+SEGMENT_PAGE = "pages/segment.py"
+STRATEGY_TITLES = {
+    "uncertainty": "Uncertainty: least sure first",
+    "random": "Random",
+    "foreground-random": "Foreground-aware random",
+}
+QUEUE_LINKS = 10
+
+
+def case_link(name: str, label: str | None = None) -> None:
+    """A link that opens the case in the Segment page (plain `?case=` link when that page is not there)."""
+    try:
+        st.page_link(SEGMENT_PAGE, label=label or name, query_params={"case": name}, icon=":material/brush:")
+    except Exception:  # noqa: BLE001 - page not registered (single-page run, or not written yet)
+        st.markdown(f"[{label or name}](segment?case={name})")
+
+
+def author() -> str:
+    return (st.session_state.get("author") or os.environ.get("USER") or "").strip()
+
+
+st.title("Cases")
+if flash := st.session_state.pop("cases_flash", None):
+    st.success(flash)
+store = get_store()
+active = store.active_model()
+names = label_names_for(active)
+
+with st.sidebar:
+    st.text_input("Your name", key="author", help="Recorded with every approval and correction you make.")
+
+folder = config.data_dir()
+scans = store.scans()
+if folder is not None:
+    registered_here = sum(1 for s in scans if s.source in ("imported", "datadir"))
+    col_a, col_b = st.columns([1, 3])
+    with col_a:
+        if st.button("Import data folder", key="import_folder", type="primary" if not scans else "secondary",
+                     help="Registers every scan of the data folder by its path; nothing is copied."):
+            try:
+                with st.spinner("Registering scans…"):
+                    added = store.import_folder(folder)
+                st.toast(f"{len(added)} scans registered from {folder}")
+                scans = store.scans()
+            except SegLoopError as exc:
+                st.error(str(exc))
+    with col_b:
+        st.caption(f"Data folder: `{folder}` · {registered_here} scans registered from folders")
+if not scans:
+    st.info("No cases yet. Import the data folder above, or open a scan in the Viewer and save a label map.")
+    st.stop()
+
+latest = store.latest_versions()
+preds = {p.scan_id: p for p in store.predictions(active.id)} if active else {}
+all_preds = {p.scan_id for p in store.predictions()}
+model_versions = {m.id: m.version for m in store.models()}
+
+rows = []
+for s in scans:
+    v = latest.get(s.id)
+    status = status_from_versions([v] if v else [], s.id in all_preds)
+    p = preds.get(s.id)
+    if v is not None:
+        who, when = v.author or ("model v%s" % model_versions.get(v.model_id, "?") if v.kind == "model" else "—"), v.created_at
+    elif p is not None:
+        who, when = f"model v{model_versions.get(p.model_id, '?')}", p.created_at
+    else:
+        who, when = "", None
+    row = {"Case": s.name, "Status": status, "Last touched by": who, "When": fmt_time(when),
+           "Label version": f"v{v.version} ({v.kind})" if v else "",
+           "Changed voxels": v.changed_voxels if v and v.changed_voxels is not None else None}
+    agreement = dice_columns(v.dice_vs_model if v and v.kind != "model" else None, names)
+    row.update({k.replace("Dice", "Model agreement (Dice)"): val for k, val in agreement.items()})
+    row["Open"] = f"segment?case={s.name}"
+    rows.append(row)
+table = pd.DataFrame(rows)
+counts = table["Status"].value_counts()
+st.caption(" · ".join(f"{counts.get(k, 0)} {k}" for k in ("new", "predicted", "corrected", "approved"))
+           + (f" · active model: v{active.version}" if active else " · no active model"))
+
+status_filter = st.multiselect("Show statuses", ["new", "predicted", "corrected", "approved"],
+                               default=["new", "predicted", "corrected", "approved"], key="status_filter")
+shown = table[table["Status"].isin(status_filter)]
+st.dataframe(
+    shown, hide_index=True, key="cases_table", width="stretch",
+    column_config={"Open": st.column_config.LinkColumn("Open", display_text="Segment ↗",
+                                                       help="Open the case in the Segment page")},
+)
+
+st.subheader("Review queue: what to label next")
+col_s, col_seed = st.columns([3, 1])
+with col_s:
+    strategy = st.selectbox("Order", list(STRATEGIES), format_func=STRATEGY_TITLES.get, key="queue_strategy",
+                            help="Uncertainty puts the scans the active model is least sure about first; "
+                                 "the random orders are the baselines (foreground-aware skips scans where the "
+                                 "model found nothing). Approved scans are left out.")
+with col_seed:
+    seed = st.number_input("Seed", min_value=0, value=0, step=1, key="queue_seed",
+                           disabled=strategy == "uncertainty")
+queue = review_queue(store, strategy=strategy, seed=int(seed))
+if not queue:
+    st.caption("Nothing left to review.")
+else:
+    if strategy == "uncertainty" and all(q.mean_uncertainty is None for q in queue):
+        st.caption("No predictions of the active model yet: segment scans on the Segment page to rank them by "
+                   "uncertainty (until then the queue is alphabetical).")
+    st.dataframe(pd.DataFrame([{"Rank": i + 1, "Case": q.name, "Status": q.status,
+                                "Mean uncertainty": None if q.mean_uncertainty is None else round(q.mean_uncertainty, 4),
+                                "Foreground voxels": q.foreground_voxels}
+                               for i, q in enumerate(queue)]),
+                 hide_index=True, key="queue_table", width="stretch", height=260)
+    st.caption(f"Next {min(QUEUE_LINKS, len(queue))} to label:")
+    cols = st.columns(min(5, len(queue)))
+    for i, q in enumerate(queue[:QUEUE_LINKS]):
+        with cols[i % len(cols)]:
+            case_link(q.name, f"{i + 1}. {q.name}")
+
+st.subheader("Approve a corrected case")
+corrected = {s.name: latest[s.id] for s in scans
+             if s.id in latest and latest[s.id].kind in ("correction", "reference")}
+if not corrected:
+    st.caption("No corrected cases waiting for approval.")
+else:
+    col_c, col_b = st.columns([3, 1])
+    with col_c:
+        pick = st.selectbox("Corrected case", sorted(corrected), key="approve_case",
+                            format_func=lambda n: f"{n} (v{corrected[n].version} by {corrected[n].author or '?'})")
+        case_link(pick, f"Review {pick} first")
+    with col_b:
+        st.write("")
+        if st.button("Approve", key="approve_btn", type="primary"):
+            try:
+                v = approve(store, corrected[pick].id, author=author())
+                st.session_state["cases_flash"] = f"{pick}: approved as label version v{v.version}."
+                st.rerun()
+            except SegLoopError as exc:
+                st.error(str(exc))
