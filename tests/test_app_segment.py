@@ -1,0 +1,159 @@
+"""The Segment & correct page driven through Streamlit's AppTest on real MSD data and the shipped model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the pages import `components` from the repository root
+    sys.path.insert(0, str(ROOT))
+
+from segloop import planes  # noqa: E402
+from segloop.config import WEIGHTS_DIR  # noqa: E402
+
+SEGMENT = str(ROOT / "pages" / "segment.py")
+CASE = "hippocampus_001"
+
+
+@pytest.fixture()
+def env(msd_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
+        pytest.skip("the shipped model weights/hippocampus-unet-v1.onnx is missing")
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("SEGLOOP_DATA_DIR", str(msd_dir))
+    monkeypatch.setenv("SEGLOOP_WORKSPACE", str(ws))
+    return ws
+
+
+def _segmented() -> AppTest:
+    at = AppTest.from_file(SEGMENT, default_timeout=180)
+    at.query_params["case"] = CASE
+    at.run()
+    assert not at.exception, at.exception
+    at.button(key="seg_run").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _box(at: AppTest, plane: str, x: tuple[float, float], y: tuple[float, float]) -> None:
+    """What the browser sends when a box is dragged on a plane's editing chart (figure coordinates, mm)."""
+    key = f"seg_chart_{plane}_{at.session_state['seg_nonce'] if 'seg_nonce' in at.session_state else 0}"
+    at.session_state[key] = {"selection": {"box": [{"xref": "x", "yref": "y", "x": list(x), "y": list(y)}],
+                                           "lasso": [], "points": [], "point_indices": []}}
+
+
+def test_run_segmentation_shows_provider_volumes_and_records_version(env: Path) -> None:
+    at = _segmented()
+    pred = at.session_state["seg_predictions"]
+    assert len(pred) == 1
+    cached = next(iter(pred.values()))
+    labels = at.session_state["current_labels"]
+    assert np.array_equal(labels, cached.labels)
+    assert set(np.unique(labels)) <= {0, 1, 2} and (labels > 0).sum() > 500
+    captions = " ".join(c.value for c in at.caption)
+    assert "Execution provider: **CPUExecutionProvider**" in captions or "CUDAExecutionProvider" in captions
+    assert "running on the" in captions  # the plain-words note
+    table = at.dataframe[0].value
+    assert list(table["Name"]) == ["anterior", "posterior"]
+    assert (table["Model (mL)"] > 0.5).all() and (table["Model (mL)"] < 5).all()
+
+    # recorded in the datastore: a 'model' version and the prediction with its uncertainty map
+    from segloop.datastore import Datastore
+
+    store = Datastore(workspace=env)
+    scan = store.scan_by_name(CASE)
+    versions = store.label_versions(scan.id)
+    assert [(v.version, v.kind) for v in versions] == [(1, "model")]
+    (info,) = store.predictions()
+    assert info.scan_id == scan.id and info.foreground_voxels == int((labels > 0).sum())
+    unc = np.load(info.uncertainty_path)
+    assert unc.shape == labels.shape and 0 < info.mean_uncertainty < 1
+
+    # reruns (other widgets) never run the model again
+    seconds = cached.seconds
+    at.slider(key="seg_slice_axial").set_value(5).run()
+    at.toggle(key="seg_show_unc").set_value(True).run()
+    assert not at.exception
+    assert at.session_state["seg_predict_calls"] == 1
+    assert next(iter(at.session_state["seg_predictions"].values())).seconds == seconds
+    assert "seg_run" not in [b.key for b in at.button]
+
+
+def test_box_edit_undo_redo_and_save(env: Path) -> None:
+    at = _segmented()
+    before = at.session_state["current_labels"].copy()
+    plane, index = "axial", 17
+    at.slider(key=f"seg_slice_{plane}").set_value(index).run()
+    at.radio(key="seg_label").set_value(2).run()  # posterior
+    # a box from x 10.3..20.6 mm, y 5.2..12.9 mm on a 1 mm grid covers pixel cols 11..20, rows 6..12
+    _box(at, plane, (10.3, 20.6), (12.9, 5.2))
+    at.run()
+    assert not at.exception, at.exception
+    labels = at.session_state["current_labels"]
+    expected = before.copy()
+    planes.slice_view(expected, plane, index)[6:13, 11:21] = 2
+    assert np.array_equal(labels, expected)
+    assert not np.array_equal(labels, before)
+    assert any("rows 6–12, columns 11–20" in c.value for c in at.caption)
+
+    # the same selection reported again on a rerun is not applied twice (the chart key moved on)
+    at.run()
+    assert np.array_equal(at.session_state["current_labels"], expected)
+
+    at.button(key="seg_undo").click().run()
+    assert np.array_equal(at.session_state["current_labels"], before)
+    at.button(key="seg_redo").click().run()
+    assert np.array_equal(at.session_state["current_labels"], expected)
+    assert any("Unsaved changes" in w.value for w in at.warning)
+
+    at.text_input(key="seg_author").input("Dr Test").run()
+    at.button(key="seg_save").click().run()
+    assert not at.exception, at.exception
+    assert not any("Unsaved changes" in w.value for w in at.warning)
+
+    from segloop.datastore import Datastore
+    from segloop.loading import load_label
+
+    store = Datastore(workspace=env)
+    scan = store.scan_by_name(CASE)
+    model_v, corr = store.label_versions(scan.id)
+    assert (corr.version, corr.kind, corr.author, corr.parent_version_id) == (2, "correction", "Dr Test", model_v.id)
+    assert corr.model_id == model_v.model_id is not None
+    changed = int((expected != before).sum())
+    assert corr.changed_voxels == changed > 0
+    assert set(corr.dice_vs_model) == {"1", "2"} and corr.dice_vs_model["2"] < 1.0
+    vol = at.session_state["current_volume"]
+    on_disk = load_label(corr.path, reference=vol).array
+    assert np.array_equal(on_disk, expected)
+    assert any("Saved as version 2" in s.value for s in at.success)
+
+    # versions listed; opening the model version goes back to its labels
+    table = at.dataframe[-1].value
+    assert list(table["Version"]) == [2, 1]
+    at.selectbox(key="seg_version_pick").set_value(1).run()
+    at.button(key="seg_open_version").click().run()
+    assert np.array_equal(at.session_state["current_labels"], before)
+    assert at.session_state["seg_predict_calls"] == 1
+
+
+def test_reopening_the_case_lists_saved_versions(env: Path) -> None:
+    at = _segmented()
+    at.radio(key="seg_label").set_value(0).run()  # eraser
+    _box(at, "coronal", (0, 100), (0, 100))
+    at.run()
+    erased = at.session_state["current_labels"].copy()
+    at.button(key="seg_save").click().run()
+
+    fresh = AppTest.from_file(SEGMENT, default_timeout=180)  # a new browser session
+    fresh.query_params["case"] = CASE
+    fresh.run()
+    assert not fresh.exception
+    assert list(fresh.dataframe[-1].value["Version"]) == [2, 1]
+    assert fresh.selectbox(key="seg_version_pick").value == 2  # the latest first
+    fresh.button(key="seg_open_version").click().run()
+    assert np.array_equal(fresh.session_state["current_labels"], erased)
