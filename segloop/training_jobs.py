@@ -58,6 +58,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "threads": 1,
     "time_budget_min": None,
     "name": None,  # None: the base model's name
+    "val_every": None,  # also score the fixed validation set every N epochs (curves only; never selects)
 }
 
 _children: dict[int, subprocess.Popen] = {}  # processes this one started, reaped so they do not linger as zombies
@@ -277,7 +278,7 @@ def cancel(store: Datastore, run_id: int, grace_s: float = 10.0) -> dict[str, An
 
 def collect_cases(store: Datastore, params: dict[str, Any]) -> list[Case]:
     """Training cases: chosen (or newest corrected/approved) label versions, plus params' extra cases."""
-    if params.get("label_version_ids"):
+    if params.get("label_version_ids") is not None:  # an explicit list (maybe empty: original cases only)
         versions = [store.label_version(int(v)) for v in params["label_version_ids"]]
     else:
         versions = list(store.latest_versions(tuple(params.get("include_kinds") or ("correction", "approved"))).values())
@@ -359,18 +360,21 @@ def run_job(store: Datastore, run_id: int) -> str:
             raise SegLoopError("no corrected or approved label maps to train on")
         _, meta = load_checkpoint(base.checkpoint_path)
         epochs = int(p["epochs"])
+        val_every = int(p.get("val_every") or 0)
         cfg = TrainConfig(epochs=epochs, time_budget_min=p.get("time_budget_min"), batch_size=int(p["batch_size"]),
-                          lr=float(p["lr"]), val_every=max(1, epochs), seed=int(p["seed"]), augment=bool(p["augment"]),
+                          lr=float(p["lr"]), val_every=val_every or max(1, epochs), seed=int(p["seed"]), augment=bool(p["augment"]),
                           threads=p.get("threads"), num_labels=int(meta.get("num_labels", 3)),
                           architecture=meta["architecture"], normalization=meta.get("normalization", "clip_zscore"),
                           base_checkpoint=base.checkpoint_path, warmup_steps=1,
                           patch=tuple(p.get("patch") or meta.get("patch") or (48, 64, 48)))
         _stage(run_dir, "training", cases=len(train_cases), validation=len(val_cases))
-        # no validation inside train(): the epoch count is fixed, so the fixed set is not used for selection
-        summary = train(cfg, train_cases, [], run_dir / "train", should_stop=cancel_flag.exists)
+        # the epoch count is fixed, so the fixed set never selects a checkpoint: with val_every it is only
+        # scored for the progress curves, and the last epoch's weights are kept
+        summary = train(cfg, train_cases, val_cases if val_every else [], run_dir / "train",
+                        should_stop=cancel_flag.exists)
         if summary.get("stopped") == "cancelled" or cancel_flag.exists():
             raise JobCancelled()
-        ckpt = Path(summary["checkpoint"])
+        ckpt = run_dir / "train" / "last.pt" if val_every else Path(summary["checkpoint"])
         _stage(run_dir, "evaluating")
         new_eval = evaluate_checkpoint(ckpt, val_cases)
         parent_eval = evaluate_checkpoint(base.checkpoint_path, val_cases)
