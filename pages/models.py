@@ -60,7 +60,7 @@ for m in models:
            "Parent": f"v{by_id[m.parent_id].version}" if m.parent_id in by_id else "—",
            "Created": fmt_time(m.created_at), "Data used": _data_used(card)}
     for k in sorted(dice, key=lambda s: (len(s), s)):
-        row[f"Dice {names.get(int(k), k)}"] = round(dice[k], 3)
+        row[f"Dice {names.get(int(k), k) if k.isdigit() else k}"] = round(dice[k], 3)
     row["Mean Dice"] = round(sum(dice.values()) / len(dice), 3) if dice else None
     row["Validation cases"] = len(model_validation_cases(m)) or None
     row["Note"] = m.note

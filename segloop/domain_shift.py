@@ -22,10 +22,10 @@ from scipy import ndimage
 class ShiftParams:
     """Strength of each component of the shift."""
 
-    gamma: float = 2.0  # intensity remapping exponent (1 = none)
-    bias_strength: float = 0.4  # std of the log bias field (0 = none); 0.4 ~ +-50 % across the volume
+    gamma: float = 2.5  # intensity remapping exponent (1 = none)
+    bias_strength: float = 0.5  # std of the log bias field (0 = none); 0.5 ~ x0.6..x1.6 across the volume
     bias_grid: int = 3  # coarse control points per axis of the bias field (smoothness)
-    snr: float = 12.0  # signal (mean of the brightest 10 %) over noise std; lower = noisier; inf = none
+    snr: float = 8.0  # signal (mean of the brightest 10 %) over noise std; lower = noisier; inf = none
 
     def describe(self) -> str:
         return (f"MR contrast shift: gamma {self.gamma:g} intensity remap, smooth multiplicative bias field "
