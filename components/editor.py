@@ -362,6 +362,7 @@ def save_panel(store, scan, names: dict[int, str]) -> None:
         dice_txt = ", ".join(f"{names.get(int(k), k)} {d:.3f}" for k, d in dice.items()) or "no model version to compare"
         st.success(f"Saved as version {saved['version']}. Dice vs the model output: {dice_txt}. "
                    f"Changed voxels vs its parent: {saved['changed'] if saved['changed'] is not None else 'n/a'}.")
+        st.caption(f"Saved file: `{saved['path']}`")
 
 
 def versions_panel(store, scan) -> None:
@@ -381,6 +382,10 @@ def versions_panel(store, scan) -> None:
         hide_index=True, key="seg_versions_table",
     )
     by_number = {v.version: v for v in versions}
+    latest = versions[-1].version
+    if st.session_state.get("_seg_latest_listed") != (scan.id, latest):  # a new version: pick it
+        st.session_state["_seg_latest_listed"] = (scan.id, latest)
+        st.session_state["seg_version_pick"] = latest
     pick = st.selectbox("Version", list(reversed(by_number)), key="seg_version_pick",
                         format_func=lambda n: f"v{n} · {by_number[n].kind} · {by_number[n].author or '—'}")
     v = by_number[pick]

@@ -1,0 +1,106 @@
+"""End to end: segment a case, drag a box with the mouse on the axial slice, save, check the file on disk.
+
+Runs the real app (Streamlit server) in headless chromium against the real MSD hippocampus data and
+the shipped model. The expected pixel rectangle is computed from the chart's drag area on screen and
+its axis ranges (1 mm pixels: x runs -0.5..cols-0.5 left to right, y -0.5..rows-0.5 top to bottom).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segloop import planes
+from segloop.config import WEIGHTS_DIR
+from segloop.loading import load_label, load_scan
+
+pytestmark = pytest.mark.e2e
+
+CASE = "hippocampus_001"
+PLANE, INDEX = "axial", 35 // 2  # the page opens on the middle slice
+POSTERIOR = 2
+DRAG = '.st-key-seg_chart_axial_0 [data-testid="stPlotlyChart"] .nsewdrag'
+
+
+def _wait_idle(page) -> None:
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                  || !document.querySelector('[data-testid="stStatusWidget"]').innerText.includes('Running')""",
+        timeout=120_000,
+    )
+
+
+def _no_exception(page) -> None:
+    exc = page.locator('[data-testid="stException"]')
+    assert exc.count() == 0, exc.first.inner_text()
+
+
+def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_dir: Path) -> None:
+    if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
+        pytest.skip("the shipped model is missing")
+    page.goto(f"{app_url}/segment?case={CASE}", wait_until="domcontentloaded")
+    run = page.locator(".st-key-seg_run button")
+    run.wait_for(state="visible", timeout=180_000)
+    _wait_idle(page)
+    run.click()
+    page.get_by_text("Execution provider").wait_for(timeout=180_000)
+    page.locator(DRAG).wait_for(state="attached", timeout=60_000)
+    _wait_idle(page)
+    _no_exception(page)
+
+    page.locator(".st-key-seg_tool").get_by_text("Box", exact=True).click()
+    page.locator(".st-key-seg_label").get_by_text("posterior", exact=True).click()
+    _wait_idle(page)
+
+    page.locator(DRAG).scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    box = page.locator(DRAG).bounding_box()
+    rows, cols = planes.slice_shape((35, 51, 35), PLANE)  # hippocampus_001 is 35 x 51 x 35
+    sx, sy = box["width"] / cols, box["height"] / rows  # screen px per slice pixel (1 mm)
+
+    def screen(col: float, row: float) -> tuple[float, float]:
+        return box["x"] + (col + 0.5) * sx, box["y"] + (row + 0.5) * sy
+
+    (c0, r0), (c1, r1) = (10.3, 5.3), (20.6, 12.7)  # pixel-centre coordinates: covers cols 11..20, rows 6..12
+    exp_rows, exp_cols = (6, 12), (11, 20)
+    page.mouse.move(*screen(c0, r0))
+    page.mouse.down()
+    page.mouse.move(*screen((c0 + c1) / 2, (r0 + r1) / 2), steps=5)
+    page.mouse.move(*screen(c1, r1), steps=10)
+    page.mouse.up()
+
+    applied = page.get_by_text(re.compile("Last box applied"))
+    applied.wait_for(timeout=60_000)
+    _wait_idle(page)
+    _no_exception(page)
+    text = applied.inner_text()
+    assert f"rows {exp_rows[0]}–{exp_rows[1]}, columns {exp_cols[0]}–{exp_cols[1]}" in text, text
+    assert f"axial {INDEX}" in text, text
+
+    page.locator(".st-key-seg_author input").fill("E2E tester")
+    page.locator(".st-key-seg_author input").press("Enter")
+    _wait_idle(page)
+    page.locator(".st-key-seg_save button").click()
+    page.get_by_text("Saved as version 2").wait_for(timeout=60_000)
+    _wait_idle(page)
+    page.screenshot(path=str(artifacts_dir / "segment-saved.png"), full_page=True)
+    page.locator('.st-key-seg_slice_axial').scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts_dir / "segment.png"), full_page=True)
+
+    saved = page.get_by_text(re.compile(r"Saved file: ")).inner_text()
+    path = Path(re.search(r"Saved file: `?(\S+\.nii\.gz)", saved).group(1))
+    assert path.name == "v002_correction.nii.gz" and path.is_file()
+    model_path = path.with_name("v001_model.nii.gz")
+    scan = load_scan(msd_dir / "imagesTr" / f"{CASE}.nii.gz")
+    corrected = load_label(path, reference=scan).array
+    model = load_label(model_path, reference=scan).array
+
+    inside = np.zeros(scan.shape, bool)
+    planes.slice_view(inside, PLANE, INDEX)[exp_rows[0]:exp_rows[1] + 1, exp_cols[0]:exp_cols[1] + 1] = True
+    assert (corrected[inside] == POSTERIOR).all(), "every voxel inside the box is posterior now"
+    assert np.array_equal(corrected[~inside], model[~inside]), "no voxel outside the box changed"
+    assert (corrected != model).any(), "the box changed something"
