@@ -157,3 +157,38 @@ def test_reopening_the_case_lists_saved_versions(env: Path) -> None:
     assert fresh.selectbox(key="seg_version_pick").value == 2  # the latest first
     fresh.button(key="seg_open_version").click().run()
     assert np.array_equal(fresh.session_state["current_labels"], erased)
+
+
+def test_click_tools_buttons_and_brush_panel(env: Path) -> None:
+    at = _segmented()
+    start = at.session_state["current_labels"].copy()
+
+    # delete component: a click on a posterior voxel erases its whole 3D piece
+    vox = tuple(int(v) for v in np.argwhere(start == 2)[0])
+    index, row, col = planes.voxel_to_display("axial", vox, start.shape)
+    at.slider(key="seg_slice_axial").set_value(index).run()
+    at.radio(key="seg_tool").set_value("delete component").run()
+    at.session_state[f"seg_chart_axial_{at.session_state['seg_nonce'] if 'seg_nonce' in at.session_state else 0}"] = {
+        "selection": {"points": [{"x": float(col), "y": float(row), "curve_number": 2}], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, at.exception
+    from scipy import ndimage
+
+    comp, _ = ndimage.label(start == 2, structure=np.ones((3, 3, 3)))
+    expected = start.copy()
+    expected[comp == comp[vox]] = 0
+    assert np.array_equal(at.session_state["current_labels"], expected)
+
+    # grow anterior by one voxel, then undo both edits
+    at.radio(key="seg_label").set_value(1).run()
+    at.button(key="seg_grow").click().run()
+    grown = at.session_state["current_labels"]
+    assert (grown == 1).sum() > (expected == 1).sum() and ((grown != expected) <= (expected == 0)).all()
+    assert any("Grow label 1" in m.value for m in at.markdown)
+    at.button(key="seg_undo").click().run()
+    at.button(key="seg_undo").click().run()
+    assert np.array_equal(at.session_state["current_labels"], start)
+
+    # the brush tool shows its canvas without errors
+    at.radio(key="seg_tool").set_value("brush").run()
+    assert not at.exception, at.exception
