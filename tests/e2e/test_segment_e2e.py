@@ -104,3 +104,27 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
     assert (corrected[inside] == POSTERIOR).all(), "every voxel inside the box is posterior now"
     assert np.array_equal(corrected[~inside], model[~inside]), "no voxel outside the box changed"
     assert (corrected != model).any(), "the box changed something"
+
+
+def test_brush_stroke_paints_the_slice(page, app_url: str, artifacts_dir: Path) -> None:
+    if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
+        pytest.skip("the shipped model is missing")
+    page.goto(f"{app_url}/segment?case=hippocampus_002", wait_until="domcontentloaded")
+    page.locator(".st-key-seg_tool").get_by_text("Brush", exact=True).click()
+    _wait_idle(page)
+    canvas = page.locator('[class*="st-key-seg_canvas_axial"] canvas').last
+    canvas.wait_for(state="attached", timeout=60_000)
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    box = canvas.bounding_box()
+    x0, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    page.mouse.move(x0 + box["width"] * 0.4, y, steps=15)
+    page.mouse.up()
+    msg = page.get_by_text(re.compile(r"Brush fill label \d on axial \d+: \d+ voxels changed"))
+    msg.wait_for(timeout=60_000)
+    _wait_idle(page)
+    _no_exception(page)
+    page.screenshot(path=str(artifacts_dir / "segment-brush.png"), full_page=True)
+    assert int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1)) > 5
