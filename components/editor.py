@@ -50,20 +50,57 @@ def history() -> EditHistory:
     return hist
 
 
+WORK_KEY = "seg_work"  # {"marker": (case, id(volume)), "labels": the array being edited}
+STASH_KEY = "seg_stash"  # case -> unsaved work of scans the user switched away from
+STASH_MAX = 3
+_STATE_KEYS = (HISTORY_KEY, BASE_KEY, BASE_LABELS_KEY)
+
+
+def _adopt(labels: np.ndarray | None) -> None:
+    """Make `labels` the session's label array and the one this editor works on."""
+    session.set_labels(labels)
+    work = st.session_state.get(WORK_KEY)
+    if work is not None:
+        work["labels"] = labels
+
+
 def ensure_state() -> None:
-    """Reset the editor when the current scan changes (new history, base = the labels it came with)."""
+    """Keep the edited labels of the current scan, and switch editor state when the scan changes.
+
+    If another page replaced the label array of the same scan (e.g. the Viewer reopened the case),
+    the edited array is put back, so unsaved edits survive page switches. Switching to another scan
+    keeps that scan's unsaved work aside (a few scans) and restores it when the user comes back.
+    """
     vol = session.current_volume()
-    marker = (session.current_case(), id(vol))
-    if st.session_state.get(MARKER_KEY) == marker:
+    case = session.current_case()
+    marker = (case, id(vol))
+    work = st.session_state.get(WORK_KEY)
+    if work is not None and work["marker"] == marker:
+        if work["labels"] is not None and session.current_labels() is not work["labels"]:
+            session.set_labels(work["labels"])
         return
-    st.session_state[MARKER_KEY] = marker
-    history().clear()
-    st.session_state[BASE_KEY] = None
-    labels = session.current_labels()
-    st.session_state[BASE_LABELS_KEY] = None if labels is None else labels.copy()
+    stash = st.session_state.setdefault(STASH_KEY, {})
+    if work is not None and work["labels"] is not None and unsaved_voxels(work["labels"]):
+        stash[work["marker"][0]] = {"labels": work["labels"], **{k: st.session_state.get(k) for k in _STATE_KEYS}}
+        while len(stash) > STASH_MAX:
+            stash.pop(next(iter(stash)))
     st.session_state[APPLIED_KEY] = None
     st.session_state[LAST_BOX_KEY] = None
     st.session_state[SAVED_KEY] = None
+    st.session_state[MESSAGE_KEY] = None
+    kept = stash.pop(case, None)
+    if kept is not None and tuple(kept["labels"].shape) == vol.shape:
+        st.session_state[WORK_KEY] = {"marker": marker, "labels": kept["labels"]}
+        session.set_labels(kept["labels"])
+        for k in _STATE_KEYS:
+            st.session_state[k] = kept[k]
+        st.session_state[MESSAGE_KEY] = f"Restored your unsaved edits of {case}."
+    else:
+        labels = session.current_labels()
+        st.session_state[WORK_KEY] = {"marker": marker, "labels": labels}
+        st.session_state[HISTORY_KEY] = EditHistory(HISTORY_BYTES)
+        st.session_state[BASE_KEY] = None
+        st.session_state[BASE_LABELS_KEY] = None if labels is None else labels.copy()
     for plane in planes.PLANES:
         n = planes.n_slices(vol.shape, plane)
         idx = st.session_state.get(f"slice_{plane}", n // 2)
@@ -76,10 +113,10 @@ def editable_labels() -> np.ndarray:
     if labels is None:
         vol = session.current_volume()
         labels = np.zeros(vol.shape, np.uint8)
-        session.set_labels(labels)
+        _adopt(labels)
     if not labels.flags.writeable:
         labels = labels.copy()
-        session.set_labels(labels)
+        _adopt(labels)
     return labels
 
 
@@ -117,16 +154,17 @@ def set_base(version, labels: np.ndarray) -> None:
 def start_from(labels: np.ndarray, version) -> None:
     """Replace the labels (a prediction, an opened version) and forget the edit history."""
     arr = np.array(labels, dtype=np.uint8, copy=True)
-    session.set_labels(arr)
+    _adopt(arr)
     history().clear()
     set_base(version, arr)
     st.session_state[APPLIED_KEY] = None
     st.session_state[SAVED_KEY] = None
 
 
-def unsaved_voxels() -> int:
+def unsaved_voxels(labels: np.ndarray | None = None) -> int:
     """Voxels that differ from the version being edited (or from the labels the scan came with)."""
-    labels, base = session.current_labels(), st.session_state.get(BASE_LABELS_KEY)
+    labels = session.current_labels() if labels is None else labels
+    base = st.session_state.get(BASE_LABELS_KEY)
     if labels is None:
         return 0
     if base is None:

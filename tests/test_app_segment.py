@@ -192,3 +192,25 @@ def test_click_tools_buttons_and_brush_panel(env: Path) -> None:
     # the brush tool shows its canvas without errors
     at.radio(key="seg_tool").set_value("brush").run()
     assert not at.exception, at.exception
+
+
+def test_unsaved_edits_survive_switching_scans_and_the_viewer_reopening_the_case(env: Path) -> None:
+    at = _segmented()
+    at.radio(key="seg_label").set_value(0).run()
+    _box(at, "sagittal", (0, 100), (0, 100))  # erase a whole sagittal slice
+    at.run()
+    edited = at.session_state["current_labels"].copy()
+    assert any("Unsaved changes" in w.value for w in at.warning)
+
+    at.selectbox(key="case_select").set_value("hippocampus_003").run()
+    assert not at.exception
+    assert at.session_state["current_case"] == "hippocampus_003"
+    at.selectbox(key="case_select").set_value(CASE).run()
+    assert np.array_equal(at.session_state["current_labels"], edited)
+    assert any("Restored your unsaved edits" in i.value for i in at.info)
+    assert at.button(key="seg_undo").disabled is False
+
+    # another page replacing the label array of the same scan (the Viewer reopening it) keeps the edits
+    at.session_state["current_labels"] = at.session_state["seg_base_labels"].copy()
+    at.run()
+    assert np.array_equal(at.session_state["current_labels"], edited)
