@@ -64,8 +64,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
 _children: dict[int, subprocess.Popen] = {}  # processes this one started, reaped so they do not linger as zombies
 
 
-class JobCancelled(Exception):
-    """Raised inside the job when it is told to stop (SIGTERM)."""
+class JobCancelled(BaseException):
+    """Raised inside the job when it is told to stop (SIGTERM).
+
+    A BaseException, like KeyboardInterrupt, so that library code's `except Exception` (a loader turning
+    any error into "file is corrupt", say) cannot swallow it and report a cancelled run as failed."""
 
 
 def runs_dir(store: Datastore) -> Path:
