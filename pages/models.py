@@ -62,6 +62,8 @@ for m in models:
     for k in sorted(dice, key=lambda s: (len(s), s)):
         row[f"Dice {names.get(int(k), k) if k.isdigit() else k}"] = round(dice[k], 3)
     row["Mean Dice"] = round(sum(dice.values()) / len(dice), 3) if dice else None
+    parent_mean = (m.metrics or {}).get("parent_val_dice_mean")
+    row["Parent mean Dice, same cases"] = round(float(parent_mean), 3) if parent_mean is not None else None
     row["Validation cases"] = len(model_validation_cases(m)) or None
     row["Note"] = m.note
     rows.append(row)
