@@ -31,8 +31,11 @@ def case_link(name: str, label: str | None = None) -> None:
         st.markdown(f"[{label or name}](segment?case={name})")
 
 
+AUTHOR_KEY = "seg_author_name"  # shared with the Segment page, so the name is typed once per session
+
+
 def author() -> str:
-    return (st.session_state.get("author") or os.environ.get("USER") or "").strip()
+    return (st.session_state.get(AUTHOR_KEY) or os.environ.get("USER") or "").strip()
 
 
 st.title("Cases")
@@ -43,7 +46,10 @@ active = store.active_model()
 names = label_names_for(active)
 
 with st.sidebar:
+    if "author" not in st.session_state:
+        st.session_state["author"] = st.session_state.get(AUTHOR_KEY, "")
     st.text_input("Your name", key="author", help="Recorded with every approval and correction you make.")
+    st.session_state[AUTHOR_KEY] = st.session_state["author"]
 
 folder = config.data_dir()
 scans = store.scans()

@@ -16,7 +16,7 @@ from segloop.model_registry import activate, activation_history, list_models, ro
 
 
 def _author() -> str:
-    return (st.session_state.get("author") or os.environ.get("USER") or "").strip()
+    return (st.session_state.get("seg_author_name") or os.environ.get("USER") or "").strip()
 
 
 def _card(model) -> dict:
