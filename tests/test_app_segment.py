@@ -77,8 +77,11 @@ def test_run_segmentation_shows_provider_volumes_and_records_version(env: Path) 
     # reruns (other widgets) never run the model again
     seconds = cached.seconds
     at.slider(key="seg_slice_axial").set_value(5).run()
+    assert not any('"uncertainty"' in c.proto.spec for c in at.get("plotly_chart"))
     at.toggle(key="seg_show_unc").set_value(True).run()
     assert not at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3 and all('"name":"uncertainty"' in c.proto.spec.replace(" ", "") for c in charts)
     assert at.session_state["seg_predict_calls"] == 1
     assert next(iter(at.session_state["seg_predictions"].values())).seconds == seconds
     assert "seg_run" not in [b.key for b in at.button]

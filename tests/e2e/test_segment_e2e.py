@@ -128,3 +128,36 @@ def test_brush_stroke_paints_the_slice(page, app_url: str, artifacts_dir: Path) 
     _no_exception(page)
     page.screenshot(path=str(artifacts_dir / "segment-brush.png"), full_page=True)
     assert int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1)) > 5
+
+
+def test_click_deletes_a_component(page, app_url: str, msd_dir: Path) -> None:
+    """A click with the 'Delete component' tool on a labelled pixel erases that 3D piece."""
+    if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
+        pytest.skip("the shipped model is missing")
+    page.goto(f"{app_url}/segment?case=hippocampus_001", wait_until="domcontentloaded")
+    page.locator(".st-key-seg_tool").get_by_text("Delete component", exact=True).click()
+    _wait_idle(page)
+    drag = page.locator(DRAG).first
+    drag.wait_for(state="attached", timeout=60_000)
+    drag.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    # the data folder's reference label of hippocampus_001 on axial 17: click a labelled pixel
+    box = drag.bounding_box()
+    rows, cols = planes.slice_shape((35, 51, 35), PLANE)
+    scan = load_scan(msd_dir / "imagesTr" / "hippocampus_001.nii.gz")
+    labels = load_label(msd_dir / "labelsTr" / "hippocampus_001.nii.gz", reference=scan).array
+    sl = planes.slice_view(labels, PLANE, INDEX)
+    r, c = np.argwhere(sl > 0)[len(np.argwhere(sl > 0)) // 2]
+    msg = page.get_by_text(re.compile(r"Delete component of label \d in 3D: \d+ voxels changed"))
+    for attempt in range(3):  # the chart may still be re-rendering after the tool change: click again
+        _wait_idle(page)
+        box = page.locator(DRAG).first.bounding_box()
+        page.mouse.click(box["x"] + (c + 0.5) * box["width"] / cols, box["y"] + (r + 0.5) * box["height"] / rows)
+        try:
+            msg.wait_for(timeout=20_000)
+            break
+        except Exception:  # noqa: BLE001 - retried; the last attempt's failure is reported below
+            if attempt == 2:
+                raise
+    _no_exception(page)
+    assert int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1)) > 100
