@@ -380,11 +380,15 @@ def open_version(store, version_id: int) -> None:
     st.session_state[MESSAGE_KEY] = f"Opened version {v.version} ({v.kind})."
 
 
+def _remember_author() -> None:
+    st.session_state[AUTHOR_KEY] = (st.session_state.get("seg_author") or "").strip()
+
+
 def save_panel(store, scan, names: dict[int, str]) -> None:
     """Author name, unsaved-change warning, Save button and what the last save recorded."""
     if "seg_author" not in st.session_state:
         st.session_state["seg_author"] = st.session_state.get(AUTHOR_KEY, "")
-    st.text_input("Your name (recorded with the version)", key="seg_author")
+    st.text_input("Your name (recorded with the version)", key="seg_author", on_change=_remember_author)
     changed = unsaved_voxels()
     base = st.session_state.get(BASE_KEY)
     origin = f"version {base['version']} ({base['kind']})" if base else "the labels the scan was opened with"
@@ -431,12 +435,13 @@ def versions_panel(store, scan) -> None:
     c1.button("Open this version", key="seg_open_version", on_click=open_version, args=(store, v.id),
               icon=":material/edit:")
     vol = session.current_volume()
-    try:
-        data = label_nifti_bytes(load_version(store, v.id, vol), vol)
-        c2.download_button("Download .nii.gz", data, file_name=f"{scan.name}_v{v.version:03d}_{v.kind}.nii.gz",
-                           mime="application/gzip", key="seg_download_version", icon=":material/download:")
-    except SegLoopError as exc:
-        c2.error(str(exc))
+
+    def _bytes(version_id: int = v.id) -> bytes:  # built only when the user clicks (deferred download)
+        return label_nifti_bytes(load_version(store, version_id, vol), vol)
+
+    c2.download_button("Download .nii.gz", _bytes, file_name=f"{scan.name}_v{v.version:03d}_{v.kind}.nii.gz",
+                       mime="application/gzip", key="seg_download_version", icon=":material/download:",
+                       on_click="ignore")
 
 
 def _parent_number(versions, v) -> int | None:

@@ -23,6 +23,8 @@ CASE = "hippocampus_001"
 PLANE, INDEX = "axial", 35 // 2  # the page opens on the middle slice
 POSTERIOR = 2
 DRAG = '.st-key-seg_chart_axial_0 [data-testid="stPlotlyChart"] .nsewdrag'
+#: Filled by the box test: the correction file it saved (the download test compares against it).
+SAVED: dict[str, Path] = {}
 
 
 def _wait_idle(page) -> None:
@@ -94,6 +96,7 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
     saved = page.get_by_text(re.compile(r"Saved file: ")).inner_text()
     path = Path(re.search(r"Saved file: `?(\S+\.nii\.gz)", saved).group(1))
     assert path.name == "v002_correction.nii.gz" and path.is_file()
+    SAVED["path"] = path
     model_path = path.with_name("v001_model.nii.gz")
     scan = load_scan(msd_dir / "imagesTr" / f"{CASE}.nii.gz")
     corrected = load_label(path, reference=scan).array
@@ -161,3 +164,25 @@ def test_click_deletes_a_component(page, app_url: str, msd_dir: Path) -> None:
                 raise
     _no_exception(page)
     assert int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1)) > 100
+
+
+def test_download_of_the_newest_version_matches_the_saved_file(page, app_url: str, msd_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """Runs after the box test (same server and workspace): the version list offers the newest first."""
+    page.goto(f"{app_url}/segment?case={CASE}", wait_until="domcontentloaded")
+    button = page.locator(".st-key-seg_download_version button")
+    button.wait_for(timeout=120_000)
+    _wait_idle(page)
+    if "path" not in SAVED:
+        pytest.skip("run together with test_segment_draw_box_and_save (it saves version 2)")
+    picked = page.locator(".st-key-seg_version_pick").evaluate(
+        "el => el.textContent + ' ' + Array.from(el.querySelectorAll('input')).map(i => i.value).join(' ')")
+    assert "v2" in picked and "E2E tester" in picked, picked
+    with page.expect_download(timeout=60_000) as info:
+        button.click()
+    download = info.value
+    assert download.suggested_filename == f"{CASE}_v002_correction.nii.gz"
+    got = tmp_path / download.suggested_filename
+    download.save_as(got)
+    scan = load_scan(msd_dir / "imagesTr" / f"{CASE}.nii.gz")
+    assert np.array_equal(load_label(got, reference=scan).array, load_label(SAVED["path"], reference=scan).array)
