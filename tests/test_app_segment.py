@@ -217,3 +217,24 @@ def test_unsaved_edits_survive_switching_scans_and_the_viewer_reopening_the_case
     at.session_state["current_labels"] = at.session_state["seg_base_labels"].copy()
     at.run()
     assert np.array_equal(at.session_state["current_labels"], edited)
+
+
+def test_copy_slice_and_interpolate_buttons(env: Path) -> None:
+    at = _segmented()
+    start = at.session_state["current_labels"].copy()
+    at.selectbox(key="seg_plane").set_value("axial").run()
+    at.slider(key="seg_slice_axial").set_value(17).run()
+    at.button(key="seg_copy_next").click().run()
+    labels = at.session_state["current_labels"]
+    assert np.array_equal(labels[:, :, 17], start[:, :, 18])
+    assert np.array_equal(np.delete(labels, 17, axis=2), np.delete(start, 17, axis=2))
+
+    # interpolating a label that is missing on one end slice says so and changes nothing
+    at.radio(key="seg_label").set_value(1).run()
+    at.number_input(key="seg_interp_a").set_value(0).run()
+    at.number_input(key="seg_interp_b").set_value(17).run()
+    before = at.session_state["current_labels"].copy()
+    at.button(key="seg_interp").click().run()
+    assert not at.exception
+    assert any("draw it on both slices first" in i.value for i in at.info)
+    assert np.array_equal(at.session_state["current_labels"], before)
