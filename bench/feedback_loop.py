@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             st = run_status(store, run_id)
             prog = st["progress"]
-            line = f"  run #{run_id} {st['status']} {st['stage'].get('stage', '')} epoch {prog.get('epoch', 0)}/{args.epochs}"
+            line = f"  run #{run_id} {st['status']} {st['stage'].get('stage', '')} epoch {prog.get('epoch', prog.get('epochs_run', 0))}/{args.epochs}"
             if prog.get("loss") is not None:
                 line += f" loss {prog['loss']:.4f}"
             if line != last:
