@@ -54,7 +54,6 @@ with st.sidebar:
 folder = config.data_dir()
 scans = store.scans()
 if folder is not None:
-    registered_here = sum(1 for s in scans if s.source in ("imported", "datadir"))
     col_a, col_b = st.columns([1, 3])
     with col_a:
         if st.button("Import data folder", key="import_folder", type="primary" if not scans else "secondary",
@@ -67,6 +66,7 @@ if folder is not None:
             except SegLoopError as exc:
                 st.error(str(exc))
     with col_b:
+        registered_here = sum(1 for s in scans if s.source in ("imported", "datadir"))
         st.caption(f"Data folder: `{folder}` · {registered_here} scans registered from folders")
 if not scans:
     st.info("No cases yet. Import the data folder above, or open a scan in the Viewer and save a label map.")

@@ -56,7 +56,7 @@ rows = []
 for m in models:
     card = _card(m)
     dice = model_dice(m)
-    row = {"Version": m.version, "Active": "✅ active" if m.active else "", "Name": m.name,
+    row = {"Version": m.version, "Active": "● active" if m.active else "", "Name": m.name,
            "Parent": f"v{by_id[m.parent_id].version}" if m.parent_id in by_id else "—",
            "Created": fmt_time(m.created_at), "Data used": _data_used(card)}
     for k in sorted(dice, key=lambda s: (len(s), s)):
