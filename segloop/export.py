@@ -51,6 +51,7 @@ def export_onnx(checkpoint_path: str | Path, onnx_path: str | Path, opset: int =
         import onnx
 
         onnx.checker.check_model(tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, onnx_path)
     except BaseException:
         if os.path.exists(tmp):
@@ -72,8 +73,9 @@ def check_parity(checkpoint_path: str | Path, onnx_path: str | Path, images: lis
     divisor = int(meta.get("size_divisor", 16))
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     diffs, agree = [], []
+    patch = tuple(meta["patch"]) if meta.get("patch") else None
     for img in images:
-        x, _ = pad_to_multiple(img[None, None].astype(np.float32), divisor)
+        x, _ = pad_to_multiple(img[None, None].astype(np.float32), divisor, min_shape=patch)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
         got = sess.run(None, {"image": x})[0]

@@ -124,14 +124,16 @@ def _run_logits(sess: _Session, image: np.ndarray, divisor: int, patch: list[int
     """Logits (C, X, Y, Z) of a normalised image: one pass, or a sliding window for big volumes."""
     run = sess.session.run  # type: ignore[attr-defined]
     if image.size <= WHOLE_VOLUME_MAX_VOXELS:
-        x, crop = pad_to_multiple(image[None, None], divisor)
+        # at least the training patch: InstanceNorm then sees the same amount of padding as in training
+        x, crop = pad_to_multiple(image[None, None], divisor, min_shape=tuple(patch) if patch else None)
         with sess.lock:
             out = run(None, {"image": x})[0]
         return out[0][(slice(None),) + crop[2:]]
     import torch
     from monai.inferers import sliding_window_inference
 
-    roi = [max(96, int(np.ceil(p / divisor) * divisor)) for p in (patch or [96, 96, 96])]
+    # windows of the training patch size: InstanceNorm statistics then match what the model saw in training
+    roi = [int(np.ceil(p / divisor) * divisor) for p in (patch or [96, 96, 96])]
     x, crop = pad_to_multiple(image[None, None], divisor, min_shape=tuple(roi))
 
     def predictor(t: torch.Tensor) -> torch.Tensor:

@@ -106,11 +106,15 @@ def dice_per_label(pred: np.ndarray, ref: np.ndarray, labels: list[int]) -> dict
     return out
 
 
-def predict_torch(model, image_norm: np.ndarray, divisor: int) -> np.ndarray:
-    """Softmax probabilities (C, X, Y, Z) of a normalised image with a torch model (whole volume)."""
+def predict_torch(model, image_norm: np.ndarray, divisor: int,
+                  patch: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Softmax probabilities (C, X, Y, Z) of a normalised image with a torch model (whole volume).
+
+    The image is padded to at least the training patch, as in training and in ONNX inference.
+    """
     import torch
 
-    padded, crop = pad_to_multiple(image_norm[None, None], divisor)
+    padded, crop = pad_to_multiple(image_norm[None, None], divisor, min_shape=patch)
     with torch.no_grad():
         logits = model(torch.from_numpy(padded))
         probs = torch.softmax(logits, dim=1)[0].numpy()
@@ -145,13 +149,14 @@ def load_model(path: str | Path):
     return model, meta
 
 
-def evaluate_torch(model, val: list[tuple[str, np.ndarray, np.ndarray]], num_labels: int, divisor: int) -> dict:
+def evaluate_torch(model, val: list[tuple[str, np.ndarray, np.ndarray]], num_labels: int, divisor: int,
+                   patch: tuple[int, int, int] | None = None) -> dict:
     """Mean Dice per foreground label over validation cases (torch model, whole volumes)."""
     model.eval()
     labels = list(range(1, num_labels))
     per_case = {}
     for name, img, lbl in val:
-        pred = predict_torch(model, img, divisor).argmax(0)
+        pred = predict_torch(model, img, divisor, patch).argmax(0)
         per_case[name] = dice_per_label(pred, lbl, labels)
     mean = {k: float(np.mean([d[k] for d in per_case.values()])) for k in labels}
     return {"mean_dice": mean, "mean_dice_all": float(np.mean(list(mean.values())))}
@@ -248,7 +253,7 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
         event = {"state": "training", "epoch": epoch + 1, "epochs": cfg.epochs, "loss": history["loss"][-1],
                  "lr": lr, "elapsed_s": round(elapsed, 1), "best_dice": best["score"] if best["score"] >= 0 else None}
         if val_data and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
-            metrics = evaluate_torch(model, val_data, cfg.num_labels, divisor)
+            metrics = evaluate_torch(model, val_data, cfg.num_labels, divisor, tuple(cfg.patch))
             history["val_epoch"].append(epoch + 1)
             history["val_dice"].append(metrics["mean_dice"])
             event["val_dice"] = metrics["mean_dice"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ def shared_data() -> Path:
     """Root of the shared real data; tests that need it are skipped with a reason when it is absent."""
     root = shared_data_dir()
     if not root.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"real test data not found at {root}: CI must run against it")
         pytest.skip(f"real test data not found at {root} (set SEGLOOP_SHARED_DATA)")
     return root
 
@@ -33,4 +36,14 @@ def dicom_dir(shared_data: Path) -> Path:
     path = shared_data / "dicom-hippocampus-crops"
     if not path.is_dir():
         pytest.skip(f"DICOM test series not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The model shipped in weights/ (ONNX with its card and torch checkpoint beside it)."""
+    from segloop.inference import default_model_path
+
+    path = default_model_path()
+    assert path.is_file(), f"shipped model missing: {path}"
     return path
