@@ -108,6 +108,7 @@ def build_card(*, name: str, version: int, onnx_path: str | Path, checkpoint_met
             "patch": checkpoint_meta.get("patch"),
             "typical_shape": typical_shape or [36, 50, 36],
             "postprocessing": {"largest_component": True},
+            "test_time_augmentation": ["flip_left_right"],
         },
         architecture=checkpoint_meta["architecture"],
         training=training,
@@ -209,7 +210,7 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
             "dice": {names.get(k, str(k)): round(ev["mean"]["dice"][k]["mean"], 4) for k in labels},
             "dice_std": {names.get(k, str(k)): round(ev["mean"]["dice"][k]["std"], 4) for k in labels},
             "hd95_mm": {names.get(k, str(k)): round(ev["mean"]["hd95"][k]["mean"], 3) for k in labels},
-            "postprocessing": "largest connected component per label",
+            "postprocessing": "left-right flip test-time augmentation, largest connected component per label",
             "evaluated_with": "ONNX Runtime, segloop.inference.predict",
         }
     card.metrics = metrics

@@ -24,6 +24,9 @@ from segloop.volume import Volume
 
 DEFAULT_MODEL = WEIGHTS_DIR / "hippocampus-unet-v1.onnx"
 
+#: Test-time augmentations a card may list: mirror images along these RAS axes, averaged.
+PLANE_FLIP_AXES = {"flip_left_right": 0}
+
 #: Volumes up to this many voxels run in one pass; larger ones by sliding window.
 WHOLE_VOLUME_MAX_VOXELS = 128**3
 
@@ -168,10 +171,17 @@ def predict(volume: Volume, model_path: str | Path | None = None, largest_compon
     warnings = check_scan_fits(card, volume.shape, volume.spacing)
     divisor = int(card.input.get("size_divisor", 16))
     image = normalize(volume.array, card.input.get("normalization", "clip_zscore"))
-    logits = _run_logits(sess, image, divisor, card.input.get("patch"))
-    if logits.shape[0] != card.num_classes:
-        raise ModelError(f"model {card.name} produced {logits.shape[0]} classes, its card lists {card.num_classes}")
-    probs = _softmax(logits.astype(np.float32, copy=False))
+    probs = None
+    flips = card.input.get("test_time_augmentation", [])
+    views = [()] + [(PLANE_FLIP_AXES[f],) for f in flips if f in PLANE_FLIP_AXES]
+    for axes in views:
+        logits = _run_logits(sess, np.flip(image, axes) if axes else image, divisor, card.input.get("patch"))
+        if logits.shape[0] != card.num_classes:
+            raise ModelError(f"model {card.name} produced {logits.shape[0]} classes, its card lists {card.num_classes}")
+        p = _softmax(logits.astype(np.float32, copy=False))
+        p = np.flip(p, tuple(a + 1 for a in axes)) if axes else p
+        probs = p if probs is None else probs + p
+    probs = np.ascontiguousarray(probs / len(views), dtype=np.float32)
     labels = probs.argmax(axis=0).astype(np.uint8)
     if largest_component is None:
         largest_component = bool(card.input.get("postprocessing", {}).get("largest_component", False))
