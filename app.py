@@ -33,7 +33,10 @@ def page_list(pages_dir: Path = PAGES_DIR) -> list:
     return pages
 
 
+from components.app_shell import mark_app_shell  # noqa: E402
+
 st.set_page_config(page_title="SegLoop", layout="wide", page_icon=":material/neurology:")
+mark_app_shell()
 with st.sidebar:
     st.markdown("### SegLoop")
     st.caption("3D segmentation with a human in the loop")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from components import editor, segmentation, session
+from components.app_shell import ensure_app_shell
 from components.scan_picker import describe, scan_picker
 from segloop import planes
 from segloop.label_stats import label_volumes_ml
 from segloop.render import OverlayStyle
 from segloop.windowing import PRESETS, preset_window
 
+ensure_app_shell()
 st.title("Segment & correct")
 scan_picker()
 vol = session.current_volume()

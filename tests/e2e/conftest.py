@@ -7,6 +7,7 @@ Debian's /usr/bin/chromium driven by Playwright (we never run `playwright instal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -78,17 +79,17 @@ def msd_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def app_url(msd_dir: Path, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start the Streamlit app on a free port, wait until it is healthy, yield its base URL."""
+@contextlib.contextmanager
+def streamlit_server(data_dir: Path, workspace: Path, log_path: Path) -> Iterator[str]:
+    """Run `streamlit run app.py` on a free port until the block ends; yields its base URL once healthy."""
     app = Path(os.environ.get("SEGLOOP_E2E_APP", PROJECT_ROOT / "app.py"))
     if not app.is_file():
         pytest.fail(f"app entry point not found: {app}", pytrace=False)
     port = _free_port()
     env = {
         **os.environ,
-        "SEGLOOP_DATA_DIR": str(msd_dir),
-        "SEGLOOP_WORKSPACE": str(tmp_path_factory.mktemp("workspace")),
+        "SEGLOOP_DATA_DIR": str(data_dir),
+        "SEGLOOP_WORKSPACE": str(workspace),
         "PYTHONUNBUFFERED": "1",
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
@@ -100,7 +101,6 @@ def app_url(msd_dir: Path, artifacts_dir: Path, tmp_path_factory: pytest.TempPat
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
     ]
-    log_path = artifacts_dir / "streamlit-server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -131,6 +131,19 @@ def app_url(msd_dir: Path, artifacts_dir: Path, tmp_path_factory: pytest.TempPat
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """`streamlit_server` for tests that need a server of their own (e.g. a freshly started one)."""
+    return streamlit_server
+
+
+@pytest.fixture(scope="session")
+def app_url(msd_dir: Path, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on a free port for the whole session (one server keeps the suite fast)."""
+    with streamlit_server(msd_dir, tmp_path_factory.mktemp("workspace"), artifacts_dir / "streamlit-server.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="session")
