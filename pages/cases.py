@@ -8,6 +8,7 @@ import os
 import pandas as pd
 import streamlit as st
 
+from components.app_shell import ensure_app_shell
 from components.store import dice_columns, fmt_time, get_store, label_names_for
 from segloop import config
 from segloop.errors import SegLoopError
@@ -38,6 +39,7 @@ def author() -> str:
     return (st.session_state.get(AUTHOR_KEY) or os.environ.get("USER") or "").strip()
 
 
+ensure_app_shell()
 st.title("Cases")
 if flash := st.session_state.pop("cases_flash", None):
     st.success(flash)

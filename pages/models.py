@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from components.app_shell import ensure_app_shell
 from components.charts import dice_bars
 from components.store import fmt_time, get_store, label_names_for, model_dice, model_validation_cases
 from segloop.errors import SegLoopError
@@ -40,6 +41,7 @@ def _data_used(card: dict) -> str:
     return text
 
 
+ensure_app_shell()
 st.title("Models")
 if flash := st.session_state.pop("models_flash", None):
     st.success(flash)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.app_shell import ensure_app_shell
 from components.charts import dice_bars, training_curves
 from components.store import fmt_time, get_store, label_names_for
 from segloop import config
@@ -115,6 +116,7 @@ def render_run(store, run_id: int, was_active: bool, names: dict[int, str]) -> N
             st.code(s["log_tail"][-4000:], language="text")
 
 
+ensure_app_shell()
 st.title("Retrain")
 store = get_store()
 models = [m for m in list_models(store) if m.checkpoint_path and Path(m.checkpoint_path).is_file()]

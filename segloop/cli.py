@@ -17,7 +17,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cases = msd_cases(args.data)
     split = kfold_split([c.name for c in cases], args.folds, args.fold, args.seed)
     by_name = {c.name: c for c in cases}
-    cfg = TrainConfig(epochs=args.epochs, time_budget_min=args.time_budget, batch_size=args.batch_size,
+    from segloop.network import DEFAULT_ARCHITECTURE
+
+    arch = dict(DEFAULT_ARCHITECTURE)
+    if args.channels:
+        arch["channels"] = [int(c) for c in args.channels.split(",")]
+        arch["strides"] = [2] * (len(arch["channels"]) - 1)
+    if args.res_units is not None:
+        arch["num_res_units"] = args.res_units
+    cfg = TrainConfig(architecture=arch, epochs=args.epochs, time_budget_min=args.time_budget, batch_size=args.batch_size,
                       lr=args.lr, val_every=args.val_every, seed=args.seed, augment=not args.no_augment,
                       threads=args.threads, base_checkpoint=args.base)
     out = Path(args.out)
@@ -124,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--base", default=None, help="checkpoint (.pt) to fine-tune from instead of random weights")
     p.add_argument("--no-augment", action="store_true", help="turn off spatial and intensity augmentation")
+    p.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default: 16,32,64,128,256)")
+    p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 0, the fastest on a CPU)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="segment scans with an ONNX model",
