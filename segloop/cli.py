@@ -105,6 +105,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from segloop.training import combine_runs
+
+    print(json.dumps(combine_runs(args.runs, args.out, args.checkpoint)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segloop", description="SegLoop: 3D segmentation with a human in the loop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default: 16,32,64,128,256)")
     p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 0, the fastest on a CPU)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("ensemble", help="combine finished training runs into one ensemble checkpoint",
+                       description="Combine runs trained on the same split into one network that averages their "
+                                   "softmax outputs; writes a run folder (best.pt, split.json, config.json, "
+                                   "summary.json) that `export` turns into one ONNX file.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="training run folders (from `train`)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--checkpoint", default="last.pt", help="which checkpoint of each run (default: %(default)s)")
+    p.set_defaults(func=_cmd_ensemble)
 
     p = sub.add_parser("predict", help="segment scans with an ONNX model",
                        description="Segment each IMAGE and write <name>.nii.gz label maps to --out, on the input's own "

@@ -20,8 +20,22 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
 }
 
 
+ENSEMBLE = "segloop.ensemble"
+
+
+def ensemble_architecture(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """An architecture entry for several networks whose softmax outputs are averaged."""
+    return {"name": ENSEMBLE, "in_channels": members[0].get("in_channels", 1),
+            "out_channels": members[0].get("out_channels"), "members": members}
+
+
 def size_divisor(architecture: dict[str, Any]) -> int:
     """Spatial sizes the network accepts must be multiples of this."""
+    if architecture.get("name") == ENSEMBLE:
+        import math
+
+        divs = [size_divisor(m) for m in architecture["members"]]
+        return math.lcm(*divs)
     div = 1
     for s in architecture.get("strides", []):
         div *= int(s)
@@ -33,6 +47,8 @@ def build_network(architecture: dict[str, Any] | None = None):
     from monai.networks.nets import UNet
 
     arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
+    if arch.get("name") == ENSEMBLE:
+        return _ensemble([build_network(m) for m in arch["members"]])
     if arch.pop("name", "monai.networks.nets.UNet") != "monai.networks.nets.UNet":
         raise ValueError("only monai.networks.nets.UNet architectures can be trained here")
     return UNet(
@@ -45,3 +61,20 @@ def build_network(architecture: dict[str, Any] | None = None):
         norm=arch["norm"],
         dropout=arch.get("dropout", 0.0),
     )
+
+
+def _ensemble(members: list):
+    """A module averaging its members' softmax; it returns log-probabilities, so softmax of its
+    output is the mean probability and it drops in wherever a single network's logits are used."""
+    import torch
+
+    class SoftmaxEnsemble(torch.nn.Module):
+        def __init__(self, nets: list) -> None:
+            super().__init__()
+            self.members = torch.nn.ModuleList(nets)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+            return torch.log(probs.clamp_min(1e-8))
+
+    return SoftmaxEnsemble(members)

@@ -20,7 +20,7 @@ import numpy as np
 
 from segloop.datasets import Case
 from segloop.loading import load_label, load_scan
-from segloop.network import DEFAULT_ARCHITECTURE, build_network, size_divisor
+from segloop.network import DEFAULT_ARCHITECTURE, build_network, ensemble_architecture, size_divisor
 from segloop.preprocessing import normalize, pad_to_multiple
 from segloop.atomic_io import atomic_write_bytes, atomic_write_json
 
@@ -278,4 +278,42 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
                "best_val": best["metrics"], "checkpoint": str(out / "best.pt")}
     atomic_write_json(out / "summary.json", summary)
     report(summary)
+    return summary
+
+
+def combine_runs(run_dirs: list[str | Path], out_dir: str | Path, checkpoint: str = "last.pt") -> dict:
+    """Make an ensemble run folder from finished runs on the same split: one checkpoint whose network
+    averages the members' softmax, plus config/summary/split records for export and the model card."""
+    import json
+
+    runs = [Path(r) for r in run_dirs]
+    splits = [json.loads((r / "split.json").read_text()) for r in runs]
+    if any(sp.get("validation") != splits[0].get("validation") for sp in splits):
+        raise ValueError("ensemble members must share one validation split")
+    members, metas = [], []
+    for r in runs:
+        model, meta = load_model(r / checkpoint)
+        members.append(model)
+        metas.append(meta)
+    arch = ensemble_architecture([m["architecture"] for m in metas])
+    ensemble = build_network(arch)
+    for slot, model in zip(ensemble.members, members):
+        slot.load_state_dict(model.state_dict())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {**metas[0], "architecture": arch, "size_divisor": size_divisor(arch),
+            "members": [{"run": str(r), "checkpoint": checkpoint, "epoch": m.get("epoch")} for r, m in zip(runs, metas)]}
+    meta.pop("val", None)
+    save_checkpoint(out / "best.pt", ensemble, meta)
+    configs = [json.loads((r / "config.json").read_text()) for r in runs]
+    summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
+    atomic_write_json(out / "split.json", splits[0])
+    atomic_write_json(out / "config.json", {**{k: v for k, v in configs[0].items() if k != "architecture"},
+                                            "ensemble_of": [str(r) for r in runs],
+                                            "member_configs": configs})
+    summary = {"state": "finished", "stopped": "ensemble of finished runs",
+               "epochs_run": [sm.get("epochs_run") for sm in summaries],
+               "elapsed_s": round(sum(sm.get("elapsed_s") or 0 for sm in summaries), 1),
+               "best_epoch": [m.get("epoch") for m in metas], "checkpoint": str(out / "best.pt")}
+    atomic_write_json(out / "summary.json", summary)
     return summary

@@ -44,3 +44,21 @@ def test_kfold_split_is_seeded_and_disjoint():
     folds = [set(kfold_split(names, 5, f, seed=0).validation) for f in range(5)]
     assert set().union(*folds) == set(names) and sum(map(len, folds)) == len(names)
     assert kfold_split(names, 5, 0, seed=1).validation != a.validation
+
+
+def test_ensemble_network_averages_member_probabilities():
+    import torch
+
+    from segloop.network import DEFAULT_ARCHITECTURE, build_network, ensemble_architecture, size_divisor
+
+    small = {**DEFAULT_ARCHITECTURE, "channels": [4, 8, 16], "strides": [2, 2]}
+    other = {**small, "num_res_units": 1}
+    arch = ensemble_architecture([small, other])
+    assert size_divisor(arch) == 4
+    torch.manual_seed(0)
+    net = build_network(arch).eval()
+    x = torch.randn(1, 1, 8, 12, 8)
+    with torch.no_grad():
+        expected = torch.stack([torch.softmax(m(x), 1) for m in net.members]).mean(0)
+        got = torch.softmax(net(x), 1)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
