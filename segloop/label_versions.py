@@ -14,7 +14,6 @@ approved label can never change afterwards.
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import shutil
@@ -28,6 +27,8 @@ import numpy as np
 from segloop.datastore import Datastore, LabelVersion, Tx
 from segloop.errors import SegLoopError
 from segloop.loading import load_label
+from segloop.processes import pid_alive
+from segloop.saving import save_label
 from segloop.training import dice_per_label
 from segloop.volume import Volume
 
@@ -45,39 +46,6 @@ def labels_dir(store: Datastore, scan_name: str) -> Path:
     return store.workspace / "labels" / safe
 
 
-def _write_label_file(label_ras: np.ndarray, reference: Volume, path: Path) -> None:
-    """Write a label map on the scan's original grid (segloop.saving when present, else nibabel)."""
-    try:
-        from segloop.saving import save_label  # written by another engineer
-    except ImportError:
-        save_label = None
-    if save_label is not None:
-        save_label(label_ras, reference, path)
-        return
-    from segloop.atomic_io import atomic_write_bytes
-
-    top = int(label_ras.max()) if label_ras.size else 0
-    data = reference.to_source(np.asarray(label_ras)).astype(np.uint8 if top < 256 else np.uint16)
-    img = nib.Nifti1Image(data, reference.source_affine)
-    img.set_qform(reference.source_affine, code=1)
-    img.set_sform(reference.source_affine, code=1)
-    img.header.set_data_dtype(data.dtype)
-    atomic_write_bytes(path, gzip.compress(img.to_bytes(), compresslevel=6))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _clean_folder(tx: Tx, scan_id: int, folder: Path) -> None:
     """With the write lock held: move unregistered version files aside, delete temp files of dead processes."""
     if not folder.is_dir():
@@ -89,7 +57,7 @@ def _clean_folder(tx: Tx, scan_id: int, folder: Path) -> None:
             dest = folder / "orphaned"
             dest.mkdir(exist_ok=True)
             os.replace(f, dest / f"{f.name}.{int(time.time())}")
-        elif f.name.startswith(".") and (m := _TMP_FILE.search(f.name)) and not _pid_alive(int(m.group(1))):
+        elif f.name.startswith(".") and (m := _TMP_FILE.search(f.name)) and not pid_alive(int(m.group(1))):
             f.unlink(missing_ok=True)
 
 
@@ -171,7 +139,7 @@ def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, re
     dice, changed = _compare(label_ras, model_arr, parent_arr)
     tmp = _tmp_path(labels_dir(store, scan.name))
     try:
-        _write_label_file(label_ras, reference, tmp)
+        save_label(label_ras, reference, tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

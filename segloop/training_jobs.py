@@ -36,6 +36,7 @@ from segloop.config import PROJECT_ROOT
 from segloop.datasets import Case
 from segloop.datastore import Datastore, TrainingRun
 from segloop.errors import ModelError, SegLoopError
+from segloop.processes import pid_alive
 
 JOB_MODULE = "segloop.training_jobs"
 LOCK_NAME = "training.lock"
@@ -80,29 +81,12 @@ def _lock_path(store: Datastore) -> Path:
 
 
 def _pid_alive(pid: int | None, marker: str | None = JOB_MODULE) -> bool:
-    """Whether `pid` is a live (non-zombie) process, and, on Linux, still one of our jobs."""
-    if not pid:
-        return False
-    child = _children.get(pid)
+    """Whether `pid` is a live (non-zombie) process that is still one of our jobs."""
+    child = _children.get(pid) if pid else None
     if child is not None and child.poll() is not None:
         _children.pop(pid, None)
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            if (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
-                return False
-            if marker and marker.encode() not in (proc / "cmdline").read_bytes():
-                return False  # the PID was reused by an unrelated process
-        except OSError:
-            return False
-    return True
+    return pid_alive(pid, marker)
 
 
 def refresh_runs(store: Datastore) -> list[int]:
