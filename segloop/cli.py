@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default=None, help="checkpoint (.pt) to fine-tune from instead of random weights")
     p.add_argument("--no-augment", action="store_true", help="turn off spatial and intensity augmentation")
     p.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default: 16,32,64,128,256)")
-    p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 0, the fastest on a CPU)")
+    p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 1, as the shipped model)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("ensemble", help="combine finished training runs into one ensemble checkpoint",

@@ -189,6 +189,12 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
         "stopped": summary.get("stopped"),
         "config": {k: config.get(k) for k in ("epochs", "time_budget_min", "batch_size", "lr", "weight_decay",
                                                 "patch", "augment", "seed", "base_checkpoint") if k in config},
+        "ensemble_members": [
+            {"run": Path(run_dir_).name, "architecture": {k: c.get("architecture", {}).get(k)
+                                                          for k in ("channels", "num_res_units")},
+             "time_budget_min": c.get("time_budget_min"), "lr": c.get("lr"), "batch_size": c.get("batch_size")}
+            for run_dir_, c in zip(config.get("ensemble_of", []), config.get("member_configs", []))
+        ] or None,
         "framework": "PyTorch + MONAI",
         "loss": "Dice + cross-entropy (MONAI DiceCELoss)",
         "augmentation": "random placement in the patch, affine (rotation +-20 deg, scale +-15 %), left-right flip "
