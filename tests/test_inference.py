@@ -39,9 +39,13 @@ def test_card_describes_the_shipped_file(shipped_model, card):
 def test_onnx_matches_pytorch_and_training_preprocessing(shipped_model, val_cases):
     """Inference (load -> RAS -> normalise -> pad -> ORT) equals training's path (load_case_arrays -> torch)."""
     model, meta = load_model(shipped_model.with_suffix(".pt"))
+    card = load_card(card_path_for(shipped_model))
+    assert card.input["test_time_augmentation"] == ["flip_left_right"]
     for case in val_cases[:3]:
         image_norm, _ = load_case_arrays(case)
-        ref = predict_torch(model, image_norm, meta["size_divisor"], tuple(meta["patch"]))
+        args = (meta["size_divisor"], tuple(meta["patch"]))
+        mirrored = predict_torch(model, np.ascontiguousarray(image_norm[::-1]), *args)[:, ::-1]
+        ref = (predict_torch(model, image_norm, *args) + mirrored) / 2  # the card's left-right flip TTA
         got = predict(load_scan(case.image), shipped_model, largest_component=False)
         assert got.probabilities.shape == ref.shape
         assert np.abs(got.probabilities - ref).max() < 1e-3
