@@ -34,15 +34,16 @@ from PIL import Image
 from segloop import planes
 from segloop.windowing import apply_window
 
-#: Colours given to label values without an explicit colour (value 1 -> first entry...).
+#: Colours given to label values without an explicit colour (value 1 -> first entry...). Orange and
+#: blue first: a pair colour-blind users can tell apart, and the shipped model card's own colours.
 DEFAULT_PALETTE = (
-    "#ff3b30",  # red
+    "#ff7f0e",  # orange
+    "#1f9bff",  # blue
     "#34c759",  # green
-    "#0a84ff",  # blue
     "#ffd60a",  # yellow
     "#bf5af2",  # purple
     "#64d2ff",  # cyan
-    "#ff9f0a",  # orange
+    "#ff3b30",  # red
     "#ff375f",  # pink
     "#30d158",  # mint
     "#5e5ce6",  # indigo
