@@ -17,15 +17,9 @@ from segloop.label_versions import save_label_version  # noqa: E402
 from segloop.loading import load_label, load_scan  # noqa: E402
 from segloop.model_registry import register_model  # noqa: E402
 from test_model_registry import make_tiny_model  # noqa: E402
+from apptest_tables import table as _table  # noqa: E402
 
 PAGE = str(ROOT / "pages" / "cases.py")
-
-
-def _table(at: AppTest, column: str):
-    for df in at.dataframe:
-        if column in df.value.columns:
-            return df.value.reset_index(drop=True)
-    raise AssertionError(f"no table with a {column!r} column")
 
 
 @pytest.fixture()

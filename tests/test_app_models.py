@@ -15,16 +15,11 @@ if str(ROOT) not in sys.path:
 from segloop.config import WEIGHTS_DIR  # noqa: E402
 from segloop.datastore import Datastore  # noqa: E402
 from segloop.model_registry import SHIPPED_STEM, register_model  # noqa: E402
+from apptest_tables import table as _table  # noqa: E402
 
 PAGE = str(ROOT / "pages" / "models.py")
 
 
-def _table(at: AppTest, column: str):
-    """The first table on the page that has `column` (AppTest does not expose dataframe keys)."""
-    for df in at.dataframe:
-        if column in df.value.columns:
-            return df.value.reset_index(drop=True)
-    raise AssertionError(f"no table with a {column!r} column")
 SHIPPED = WEIGHTS_DIR / f"{SHIPPED_STEM}.onnx"
 
 
