@@ -1,13 +1,14 @@
 """Feedback-loop benchmark: does fine-tuning on a few corrected cases fix a domain shift?
 
 1. Takes the shipped model's validation cases (its card's split.validation, found in --data).
-2. Applies a seeded MR domain shift to them (segloop.domain_shift: gamma intensity remap, smooth
+2. Applies a seeded MR domain shift to them (segloop.data.domain_shift: gamma intensity remap, smooth
    bias field, lower-SNR Rician noise) and writes the shifted images as NIfTI into a temporary workspace.
 3. Splits them into N "corrected" cases (their ground truth stands in for a user's corrections) and a
    disjoint evaluation set (the rest).
-4. Evaluates the shipped model on the shifted evaluation set through segloop.inference.predict.
+4. Evaluates the shipped model on the shifted evaluation set through segloop.model.inference.predict.
 5. Fine-tunes through the Retrain page's code path: the corrected cases are registered as scans with
-   'correction' label versions in a temporary Datastore, then segloop.training_jobs.start_training
+   'correction' label versions in a temporary Datastore, planned by segloop.training.finetune.plan_finetune
+   (the original cases mixed in are sampled there), then segloop.training.jobs.start_training
    (background job) is polled with run_status until it ends. A few original (unshifted) training cases
    are mixed in against forgetting.
 6. Evaluates the new model's ONNX export the same way, prints a table and, as its LAST line, one JSON object.
@@ -33,15 +34,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from segloop.config import WEIGHTS_DIR, shared_data_dir  # noqa: E402
-from segloop.datastore import Datastore  # noqa: E402
-from segloop.domain_shift import ShiftParams, mr_contrast_shift  # noqa: E402
-from segloop.inference import predict  # noqa: E402
-from segloop.label_versions import save_label_version  # noqa: E402
-from segloop.loading import load_label, load_scan  # noqa: E402
-from segloop.model_card import load_card  # noqa: E402
-from segloop.model_registry import SHIPPED_STEM, register_model  # noqa: E402
-from segloop.training import dice_per_label  # noqa: E402
-from segloop.training_jobs import run_status, start_training  # noqa: E402
+from segloop.data.splits import Case  # noqa: E402
+from segloop.data.domain_shift import ShiftParams, mr_contrast_shift  # noqa: E402
+from segloop.io.readers import load_label, load_scan  # noqa: E402
+from segloop.model.card import load_card  # noqa: E402
+from segloop.model.inference import predict  # noqa: E402
+from segloop.model.metrics import dice_per_label  # noqa: E402
+from segloop.store.database import Datastore  # noqa: E402
+from segloop.store.label_versions import save_label_version  # noqa: E402
+from segloop.store.registry import SHIPPED_STEM, register_model  # noqa: E402
+from segloop.training.finetune import plan_finetune  # noqa: E402
+from segloop.training.jobs import follow_run, start_training  # noqa: E402
 
 
 def shift_case(image: Path, out: Path, seed: int, params: ShiftParams) -> Path:
@@ -127,30 +130,19 @@ def main(argv: list[str] | None = None) -> int:
             ref = load_scan(image)
             save_label_version(store, scan.id, load_label(label, reference=ref).array, ref, "correction",
                                author="bench")
-        train_pool = [n for n in (card.split.get("train") or [])
-                      if (args.data / "imagesTr" / f"{n}.nii.gz").is_file()]
-        picks = sorted(rng.choice(len(train_pool), size=min(args.n_original, len(train_pool)), replace=False))
-        extra = [{"name": train_pool[i], "image": str(args.data / "imagesTr" / f"{train_pool[i]}.nii.gz"),
-                  "label": str(args.data / "labelsTr" / f"{train_pool[i]}.nii.gz")} for i in picks]
-        val_cases = [{"name": n, "image": str(im), "label": str(lb)} for n, im, lb in shifted_eval]
-        params = {"base_model_id": base.id, "extra_cases": extra, "val_cases": val_cases, "epochs": args.epochs,
-                  "lr": args.lr, "batch_size": args.batch_size, "augment": True, "threads": args.threads,
-                  "seed": args.seed}
+        # the Retrain page's plan: its sampling of original training cases, with the shifted evaluation
+        # cases as the fixed validation set
+        plan = plan_finetune(store, base, data_dir=args.data, n_original=args.n_original,
+                             validation=[Case(n, str(im), str(lb)) for n, im, lb in shifted_eval],
+                             epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, augment=True,
+                             threads=args.threads, seed=args.seed)
+        if plan.problems():
+            raise SystemExit(plan.problems()[0])
+        extra = plan.original
+        params = plan.params
         t_ft = time.perf_counter()
         run_id = start_training(store, params)
-        last = None
-        while True:
-            st = run_status(store, run_id)
-            prog = st["progress"]
-            line = f"  run #{run_id} {st['status']} {st['stage'].get('stage', '')} epoch {prog.get('epoch', prog.get('epochs_run', 0))}/{args.epochs}"
-            if prog.get("loss") is not None:
-                line += f" loss {prog['loss']:.4f}"
-            if line != last:
-                print(line, flush=True)
-                last = line
-            if st["status"] not in ("queued", "running"):
-                break
-            time.sleep(2)
+        st = follow_run(store, run_id, report=lambda line: print(f"  {line}", flush=True))
         finetune_s = time.perf_counter() - t_ft
         if st["status"] != "finished":
             print(st["log_tail"])

@@ -25,13 +25,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segloop.config import shared_data_dir  # noqa: E402
-from segloop.datasets import msd_cases  # noqa: E402
-from segloop.inference import default_model_path, get_session, predict  # noqa: E402
-from segloop.loading import load_scan  # noqa: E402
-from segloop.model_card import card_path_for, load_card  # noqa: E402
-from segloop.preprocessing import normalize, pad_to_multiple  # noqa: E402
-from segloop.saving import save_label  # noqa: E402
-from segloop.training import load_model  # noqa: E402
+from segloop.data.splits import msd_cases  # noqa: E402
+from segloop.io.readers import load_scan  # noqa: E402
+from segloop.io.writers import save_label  # noqa: E402
+from segloop.model.card import card_path_for, load_card  # noqa: E402
+from segloop.model.inference import default_model_path, get_session, predict  # noqa: E402
+from segloop.model.preprocessing import normalize, pad_to_multiple  # noqa: E402
+from segloop.training.loop import load_model  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -57,11 +57,11 @@ def main() -> None:
     card = load_card(card_path_for(model_path))
     names = set(card.split.get("validation") or [])
     cases = [c for c in msd_cases(args.data) if c.name in names][: args.cases]
-    divisor = int(card.input["size_divisor"])
-    patch = tuple(card.input["patch"])
+    divisor = card.input.size_divisor
+    patch = card.input.patch
     inputs = []
     for c in cases:
-        img = normalize(load_scan(c.image).array, card.input["normalization"])
+        img = normalize(load_scan(c.image).array, card.input.normalization)
         inputs.append(pad_to_multiple(img[None, None], divisor, min_shape=patch)[0])
 
     threads = os.cpu_count() or 1

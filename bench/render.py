@@ -28,8 +28,8 @@ import plotly.express as px  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 from scipy.ndimage import zoom  # noqa: E402
 
-from segloop import planes, render  # noqa: E402
-from segloop.windowing import auto_window  # noqa: E402
+from segloop.display import planes, render  # noqa: E402
+from segloop.display.windowing import auto_window  # noqa: E402
 
 
 def make_volume(size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,12 +17,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components import session
-from segloop import editing, planes
-from segloop.correction import CLICK_TOOLS, add_layer, apply_selection, selection_signature, uncertainty_layer
-from segloop.edit_history import EditHistory, apply_edit
+from segloop.display import planes
+from segloop.display.render import OverlayStyle, compose_rgb, encode_png, slice_figure_dict
+from segloop.display.windowing import apply_window
+from segloop.editing import operations
+from segloop.editing.history import EditHistory, apply_edit
+from segloop.display.overlays import add_layer, uncertainty_layer
+from segloop.editing.selections import apply_selection, selection_signature
+from segloop.editing.tools import CLICK_TOOLS, Tool
 from segloop.errors import SegLoopError
-from segloop.render import OverlayStyle, compose_rgb, encode_png, slice_figure_dict
-from segloop.windowing import apply_window
 
 HISTORY_KEY = "seg_history"
 BASE_KEY = "seg_base"  # {"version_id", "version", "model_id", "kind"} of the saved version being edited
@@ -36,7 +39,7 @@ SAVED_KEY = "seg_saved"
 AUTHOR_KEY = "seg_author_name"
 HISTORY_BYTES = 64 * 1024 * 1024
 
-TOOLS = ("box", "lasso", "brush", "flood fill", "delete component")
+TOOLS = tuple(Tool)
 PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
 
 
@@ -210,7 +213,7 @@ def process_selections(tool: str, value: int) -> None:
 def _figure(plane: str, index: int, window: tuple[float, float], style: OverlayStyle, names: dict[int, str],
             tool: str, levels: np.ndarray | None, height: int) -> go.Figure:
     vol = session.current_volume()
-    dragmode = {"box": "select", "lasso": "lasso"}.get(tool, "pan")
+    dragmode = {Tool.BOX: "select", Tool.LASSO: "lasso"}.get(tool, "pan")
     fig = slice_figure_dict(
         vol.array, session.current_labels(), plane, index, spacing=vol.spacing, center=window[0], width=window[1],
         style=style, affine=vol.affine, label_names=names, dragmode=dragmode, selectable=tool in CLICK_TOOLS,
@@ -228,7 +231,7 @@ def plane_panel(plane: str, window: tuple[float, float], style: OverlayStyle, na
     n = planes.n_slices(vol.shape, plane)
     index = st.slider(f"{plane.capitalize()} slice", 0, n - 1, key=f"seg_slice_{plane}")
     fig = _figure(plane, int(index), window, style, names, tool, levels, height)
-    if tool == "brush":
+    if tool == Tool.BRUSH:
         st.plotly_chart(fig, key=f"seg_view_{plane}", config=PLOT_CONFIG, theme=None)
         return
     modes = ("points",) if tool in CLICK_TOOLS else ("box", "lasso")
@@ -256,10 +259,10 @@ def brush_canvas(plane: str, window: tuple[float, float], style: OverlayStyle, v
     )
     rgba = result.image_data
     if rgba is not None and rgba.ndim == 3 and rgba.shape[-1] == 4 and (rgba[..., 3] > 0).any():
-        mask = editing.mask_from_canvas(rgba, (rows, cols))
+        mask = operations.mask_from_canvas(rgba, (rows, cols))
         if mask.any():
             what = "brush" if value else "eraser"
-            record(editing.paint_mask(labels, plane, index, mask, value, what=what))
+            record(operations.paint_mask(labels, plane, index, mask, value, what=what))
             st.session_state[NONCE_KEY] = nonce() + 1
             st.rerun()
 
@@ -311,25 +314,25 @@ def slice_tools(plane: str, value: int, names: dict[int, str]) -> None:
     disabled = value == 0
     c1, c2, c3 = st.columns(3)
     c1.button(f"Fill holes of {name} (3D)", key="seg_fill_holes", disabled=disabled, on_click=_run,
-              args=(editing.fill_holes, value))
+              args=(operations.fill_holes, value))
     c2.button(f"Grow {name} by 1 voxel", key="seg_grow", disabled=disabled, on_click=_run,
-              args=(editing.grow, value, 1))
+              args=(operations.grow, value, 1))
     c3.button(f"Shrink {name} by 1 voxel", key="seg_shrink", disabled=disabled, on_click=_run,
-              args=(editing.shrink, value, 1))
+              args=(operations.shrink, value, 1))
     c1, c2 = st.columns([1, 2])
     min_size = c1.number_input("Smallest island kept (voxels)", 1, 100000, 20, key="seg_min_island")
     c2.button(f"Remove islands of {name} under {int(min_size)} voxels", key="seg_islands", disabled=disabled,
-              on_click=_run, args=(editing.remove_islands, value, int(min_size)))
+              on_click=_run, args=(operations.remove_islands, value, int(min_size)))
     c1, c2 = st.columns(2)
     c1.button(f"Copy {plane} slice {index - 1} here", key="seg_copy_prev", disabled=index == 0, on_click=_run,
-              args=(editing.copy_from_neighbour, plane, index, max(index - 1, 0)))
+              args=(operations.copy_from_neighbour, plane, index, max(index - 1, 0)))
     c2.button(f"Copy {plane} slice {index + 1} here", key="seg_copy_next", disabled=index >= n - 1, on_click=_run,
-              args=(editing.copy_from_neighbour, plane, index, min(index + 1, n - 1)))
+              args=(operations.copy_from_neighbour, plane, index, min(index + 1, n - 1)))
     c1, c2, c3 = st.columns([1, 1, 2])
     a = c1.number_input("From slice", 0, n - 1, max(index - 2, 0), key="seg_interp_a")
     b = c2.number_input("To slice", 0, n - 1, min(index + 2, n - 1), key="seg_interp_b")
     c3.button(f"Interpolate {name} between {plane} {int(a)} and {int(b)}", key="seg_interp", disabled=disabled,
-              on_click=_run, args=(editing.interpolate_slices, plane, int(a), int(b), value),
+              on_click=_run, args=(operations.interpolate_slices, plane, int(a), int(b), value),
               kwargs={"pixel_spacing": planes.pixel_spacing(vol.spacing, plane)})
 
 
@@ -354,7 +357,7 @@ def history_panel() -> None:
 
 def save_correction(store, scan_id: int) -> None:
     """Callback: save the labels as a new 'correction' version descending from the base version."""
-    from segloop.label_versions import save_label_version
+    from segloop.store.label_versions import save_label_version
 
     author = (st.session_state.get("seg_author") or "").strip()
     st.session_state[AUTHOR_KEY] = author
@@ -373,7 +376,7 @@ def save_correction(store, scan_id: int) -> None:
 
 def open_version(store, version_id: int) -> None:
     """Callback: continue editing from a saved version."""
-    from segloop.label_versions import load_version
+    from segloop.store.label_versions import load_version
 
     v = store.label_version(version_id)
     start_from(load_version(store, version_id, session.current_volume()), v)
@@ -409,8 +412,8 @@ def save_panel(store, scan, names: dict[int, str]) -> None:
 
 def versions_panel(store, scan) -> None:
     """The scan's saved versions, with download and 'Open this version'."""
-    from segloop.label_versions import list_versions, load_version
-    from segloop.saving import label_nifti_bytes
+    from segloop.io.writers import label_nifti_bytes
+    from segloop.store.label_versions import list_versions, load_version
 
     versions = list_versions(store, scan.id)
     if not versions:

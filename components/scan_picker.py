@@ -21,7 +21,7 @@ MAX_UPLOAD_MB = 500
 @st.cache_resource(show_spinner="Loading scan…", max_entries=8)
 def _load_case_cached(image_path: str, label_path: str | None, _key: str):
     """(Volume, labels or None), loaded once per file version (the key holds path+mtime+size)."""
-    from segloop.loading import load_label, load_scan
+    from segloop.io.readers import load_label, load_scan
 
     vol = load_scan(image_path)
     labels = load_label(label_path, reference=vol).array if label_path else None
@@ -37,7 +37,7 @@ def load_source_case(case) -> tuple:
 
 @st.cache_data(show_spinner=False, ttl=30)
 def _list_cases(folder: str) -> list:
-    from segloop.data_sources import list_cases
+    from segloop.data.folders import list_cases
 
     return list_cases(folder)
 
@@ -47,7 +47,7 @@ def available_cases() -> tuple[list, str]:
     folder = config.data_dir()
     if folder is not None:
         return _list_cases(str(folder)), f"data folder {folder}"
-    from segloop.sample_data import demo_cases
+    from segloop.data.demo import demo_cases
 
     return demo_cases(), "built-in demo scans"
 
@@ -65,7 +65,7 @@ def open_case(case, source: str) -> bool:
 
 def apply_upload(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB) -> bool:
     """Load uploaded bytes as the current scan; shows st.error and changes nothing when it fails."""
-    from segloop.loading import load_scan_bytes
+    from segloop.io.readers import load_scan_bytes
 
     if len(data) > max_mb * 1024 * 1024:
         st.error(f"{name}: {len(data) / 1e6:.0f} MB is over the upload limit of {max_mb} MB")

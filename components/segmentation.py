@@ -2,7 +2,7 @@
 
 The active model comes from the registry in the workspace (the shipped model is registered on first
 use); if the registry cannot be used, the shipped weights are run directly. The prediction is saved
-in the datastore as a 'model' label version with its uncertainty map (segloop.correction).
+in the datastore as a 'model' label version with its uncertainty map (segloop.editing.selections).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class CachedPrediction:
     """What the page keeps of one prediction (the label array is read-only; edits work on a copy)."""
 
     labels: np.ndarray
-    levels: np.ndarray  # uint8 uncertainty bins (segloop.correction.uncertainty_levels)
+    levels: np.ndarray  # uint8 uncertainty bins (segloop.editing.selections.uncertainty_levels)
     mean_uncertainty: float
     provider: str
     provider_note: str
@@ -53,24 +53,25 @@ class CachedPrediction:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _sha(path: str, _key: str) -> str:
-    from segloop.model_card import file_sha256
+    from segloop.model.card import file_sha256
 
     return file_sha256(path)
 
 
 def store():
     """The workspace's datastore (SEGLOOP_WORKSPACE)."""
-    from segloop.datastore import Datastore
+    from segloop.store.database import Datastore
 
     return Datastore()
 
 
 def active_model() -> ModelChoice:
     """The registry's active model, else the shipped weights (with a note saying why)."""
-    from segloop.inference import default_model_path
+    from segloop.model.inference import default_model_path
 
     try:
-        from segloop.model_registry import active_model as registry_active, ensure_shipped_model
+        from segloop.store.registry import active_model as registry_active
+        from segloop.store.registry import ensure_shipped_model
 
         ds = store()
         ensure_shipped_model(ds)
@@ -87,7 +88,7 @@ def active_model() -> ModelChoice:
 
 def model_labels(model: ModelChoice) -> tuple[dict[int, str], dict[int, str]]:
     """(names, colours) of the model's foreground labels, from its card."""
-    from segloop.model_card import card_path_for, load_card
+    from segloop.model.card import card_path_for, load_card
 
     try:
         card = load_card(card_path_for(model.path))
@@ -110,8 +111,9 @@ def cached_prediction(case: str | None, model: ModelChoice) -> CachedPrediction 
 
 def run_prediction(case: str, model: ModelChoice) -> CachedPrediction:
     """Predict the current scan with `model` (once per scan and model), record it, cache it in the session."""
-    from segloop.correction import ensure_scan, record_model_output, uncertainty_levels
-    from segloop.inference import predict
+    from segloop.display.overlays import uncertainty_levels
+    from segloop.store.predictions import ensure_scan, record_model_output
+    from segloop.model.inference import predict
 
     found = cached_prediction(case, model)
     if found is not None:
@@ -156,7 +158,7 @@ def _reference_label_path(case: str) -> str | None:
         return None
     try:
         from segloop.config import data_dir
-        from segloop.data_sources import resolve_case
+        from segloop.data.folders import resolve_case
 
         folder = data_dir()
         return resolve_case(folder, case).label_path if folder else None
@@ -166,7 +168,7 @@ def _reference_label_path(case: str) -> str | None:
 
 def scan_record(case: str):
     """The datastore record of the current scan (registered on first use), or None when that fails."""
-    from segloop.correction import ensure_scan
+    from segloop.store.predictions import ensure_scan
 
     try:
         return ensure_scan(store(), case, session.current_volume(), session.current_source(),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from segloop.volume import Volume
+from segloop.io.volume import Volume
 
 VOLUME_KEY = "current_volume"
 LABELS_KEY = "current_labels"
@@ -68,23 +68,18 @@ def labels_revision() -> int:
 
 @st.cache_data(show_spinner=False, ttl=60)
 def _dataset_label_names(folder: str) -> dict[int, str]:
-    """Names from an MSD-style dataset.json in the data folder ({"labels": {"1": "Anterior"}})."""
-    import json
+    from segloop.data.folders import dataset_label_names
 
-    try:
-        labels = json.loads((Path(folder) / "dataset.json").read_text())["labels"]
-        return {int(k): str(v) for k, v in labels.items() if int(k) != 0}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+    return dataset_label_names(folder)
 
 
 @st.cache_data(show_spinner=False, ttl=60)
 def _default_label_names() -> dict[int, str]:
     try:
-        from segloop.inference import default_model_path
-        from segloop.model_card import card_path_for, load_card
+        from segloop.model.card import card_path_for, load_card
+        from segloop.model.inference import default_model_path
 
-        return dict(load_card(card_path_for(default_model_path())).label_names())
+        return dict(load_card(card_path_for(default_model_path())).label_names)
     except Exception:  # no shipped model yet: plain names
         return {}
 

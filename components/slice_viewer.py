@@ -10,9 +10,9 @@ import numpy as np
 import streamlit as st
 
 from components import session
-from segloop import planes
-from segloop.render import OverlayStyle, build_slice_figure, label_color
-from segloop.windowing import AUTO, PRESETS, preset_window
+from segloop.display import planes
+from segloop.display.render import OverlayStyle, build_slice_figure, label_color
+from segloop.display.windowing import AUTO, PRESETS, preset_window
 
 PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from segloop.config import workspace_dir
-from segloop.datastore import Datastore
+from segloop.store.database import Datastore
 
 
 @st.cache_resource(show_spinner=False)
 def _store(workspace: str) -> Datastore:
-    from segloop.model_registry import ensure_shipped_model
+    from segloop.store.registry import ensure_shipped_model
 
     store = Datastore(workspace=workspace)
     ensure_shipped_model(store)
@@ -22,7 +22,7 @@ def get_store() -> Datastore:
     registry is empty and the shipped files are present (retried on every call until they are)."""
     store = _store(str(workspace_dir()))
     if not store.models():
-        from segloop.model_registry import ensure_shipped_model
+        from segloop.store.registry import ensure_shipped_model
 
         ensure_shipped_model(store)
     return store
@@ -42,7 +42,7 @@ def label_names_for(model) -> dict[int, str]:
     if model is None or not model.card_path:
         return {}
     try:
-        from segloop.model_card import load_card
+        from segloop.model.card import load_card
 
         return dict(load_card(model.card_path).label_names)
     except Exception:  # noqa: BLE001 - a broken card only loses the names
@@ -59,44 +59,3 @@ def dice_columns(dice: dict | None, names: dict[int, str]) -> dict[str, float | 
             key = k
         out[f"Dice {names.get(key, k)}"] = None if v is None else round(float(v), 3)
     return out
-
-
-def model_dice(model) -> dict[str, float]:
-    """Validation Dice per label value ("1", "2", ...) of a registered model, from its metrics.
-
-    Fine-tuned models store `val_dice` ({"1": ..}); the shipped card stores `validation.dice`, keyed by
-    label value or by label name.
-    """
-    m = model.metrics or {}
-    dice = m.get("val_dice")
-    if dice is None and isinstance(m.get("validation"), dict):
-        dice = m["validation"].get("dice")
-    if not isinstance(dice, dict):
-        return {}
-    by_name = {n.lower(): str(v) for v, n in label_names_for(model).items()}
-    out = {}
-    for k, v in dice.items():
-        key = str(k)
-        if not key.isdigit():
-            key = by_name.get(key.lower(), key)
-        if isinstance(v, dict):  # {"mean": .., ...}
-            v = v.get("mean")
-        if isinstance(v, (int, float)):
-            out[key] = float(v)
-    return out
-
-
-def model_validation_cases(model) -> list[str]:
-    """Names of the cases a model's validation metrics were measured on (card split or metrics)."""
-    m = model.metrics or {}
-    if m.get("validation_cases"):
-        return list(m["validation_cases"])
-    if model.card_path:
-        try:
-            import json
-            from pathlib import Path
-
-            return list(json.loads(Path(model.card_path).read_text()).get("split", {}).get("validation") or [])
-        except (OSError, ValueError):
-            return []
-    return []

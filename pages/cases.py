@@ -12,8 +12,8 @@ from components.app_shell import ensure_app_shell
 from components.store import dice_columns, fmt_time, get_store, label_names_for
 from segloop import config
 from segloop.errors import SegLoopError
-from segloop.label_versions import approve, status_from_versions
-from segloop.review_queue import STRATEGIES, review_queue
+from segloop.store.label_versions import approve, status_from_versions
+from segloop.store.review_queue import STRATEGIES, review_queue
 
 SEGMENT_PAGE = "pages/segment.py"
 STRATEGY_TITLES = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,34 +10,21 @@ import streamlit as st
 
 from components.app_shell import ensure_app_shell
 from components.charts import dice_bars
-from components.store import fmt_time, get_store, label_names_for, model_dice, model_validation_cases
+from components.store import fmt_time, get_store, label_names_for
 from segloop.errors import SegLoopError
-from segloop.model_registry import activate, activation_history, list_models, rollback
+from segloop.model.card import Evaluation, load_card, training_data_summary
+from segloop.store.registry import activate, activation_history, list_models, model_metrics, rollback
 
 
 def _author() -> str:
     return (st.session_state.get("seg_author_name") or os.environ.get("USER") or "").strip()
 
 
-def _card(model) -> dict:
+def _data_used(model) -> str:
     try:
-        return json.loads(Path(model.card_path).read_text()) if model.card_path else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _data_used(card: dict) -> str:
-    split = card.get("split") or {}
-    train = split.get("train") or []
-    training = card.get("training") or {}
-    source = training.get("fine_tuned_from")
-    text = f"{len(train)} training cases" if train else ""
-    if source:
-        corrected = [n for n in train if "@v" in n]
-        text = f"{len(corrected)} corrected + {len(train) - len(corrected)} original cases, fine-tuned from {source}"
-    elif training.get("data"):
-        text = f"{text} of {training['data']}" if text else str(training["data"])
-    return text
+        return training_data_summary(load_card(model.card_path)) if model.card_path else ""
+    except SegLoopError:
+        return ""
 
 
 ensure_app_shell()
@@ -56,24 +42,26 @@ names = label_names_for(active or models[0])
 
 rows = []
 for m in models:
-    card = _card(m)
-    dice = model_dice(m)
+    val = model_metrics(m).validation
+    dice = val.dice if val else {}
     row = {"Version": m.version, "Active": "● active" if m.active else "", "Name": m.name,
            "Parent": f"v{by_id[m.parent_id].version}" if m.parent_id in by_id else "—",
-           "Created": fmt_time(m.created_at), "Data used": _data_used(card)}
-    for k in sorted(dice, key=lambda s: (len(s), s)):
-        row[f"Dice {names.get(int(k), k) if k.isdigit() else k}"] = round(dice[k], 3)
-    row["Mean Dice"] = round(sum(dice.values()) / len(dice), 3) if dice else None
-    parent_mean = (m.metrics or {}).get("parent_val_dice_mean")
-    row["Parent mean Dice, same cases"] = round(float(parent_mean), 3) if parent_mean is not None else None
-    row["Validation cases"] = len(model_validation_cases(m)) or None
+           "Created": fmt_time(m.created_at), "Data used": _data_used(m)}
+    for name, d in dice.items():
+        row[f"Dice {name}"] = round(d, 3)
+    row["Mean Dice"] = round(val.mean_dice, 3) if val and val.mean_dice is not None else None
+    parent = model_metrics(m).parent_validation
+    row["Parent mean Dice, same cases"] = round(parent.mean_dice, 3) if parent and parent.mean_dice is not None else None
+    row["Validation cases"] = len(val.cases) if val else None
+    row["Measured on"] = val.protocol if val else ""
     row["Note"] = m.note
     rows.append(row)
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="models_table", width="stretch")
 st.caption("A fine-tuned version's Dice is measured on its run's fixed validation set, where its parent was "
            "scored too (see the parent's Dice in its card); the shipped model's on its own validation split.")
 
-bars = [{"model": f"v{m.version}" + (" (active)" if m.active else ""), "dice": model_dice(m)} for m in models]
+bars = [{"model": f"v{m.version}" + (" (active)" if m.active else ""),
+         "dice": (model_metrics(m).validation or Evaluation()).dice} for m in models]
 if any(b["dice"] for b in bars):
     st.plotly_chart(dice_bars(bars, names), key="models_dice_chart", width="stretch")
 

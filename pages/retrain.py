@@ -1,15 +1,13 @@
 """Retrain: fine-tune a registered model on the corrected cases in the background and follow it live.
 
-The run is a detached job (segloop.training_jobs); this page only reads the database and the run
+The run is a detached job (segloop.training.jobs); this page only reads the database and the run
 folder, so it can be closed or reloaded at any time. The new model is registered, never activated.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -18,42 +16,31 @@ from components.charts import dice_bars, training_curves
 from components.store import fmt_time, get_store, label_names_for
 from segloop import config
 from segloop.errors import SegLoopError
-from segloop.model_registry import list_models
-from segloop.training_jobs import cancel, run_status, start_training
-
-ACTIVE_STATES = ("queued", "running")
-DEFAULT_EPOCHS = 20
-DEFAULT_LR = 2e-4
-DEFAULT_ORIGINAL = 20
+from segloop.store.registry import list_models
+from segloop.store.vocabulary import ACTIVE_RUN_STATES
+from segloop.training.finetune import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    DEFAULT_ORIGINAL,
+    corrected_versions,
+    labelled_folder_cases,
+    plan_finetune,
+)
+from segloop.training.jobs import cancel, run_status, start_training
 
 
 @st.cache_data(show_spinner=False, ttl=60)
-def _folder_cases(folder: str) -> dict[str, dict]:
-    """Labelled cases of the data folder: name -> {"name", "image", "label"}."""
-    from segloop.data_sources import list_cases
-
-    return {c.name: {"name": c.name, "image": c.image_path, "label": c.label_path}
-            for c in list_cases(folder) if c.label_path}
-
-
-def _card_split(model) -> dict:
-    import json
-
-    try:
-        return json.loads(Path(model.card_path).read_text()).get("split") or {} if model.card_path else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _same_image(a: str, b: str) -> bool:
-    return str(Path(a).resolve()) == str(Path(b).resolve())
+def _folder_cases(folder: str) -> list[str]:
+    """Names of the labelled cases in the data folder (cached: listing a large folder takes a moment)."""
+    return sorted(labelled_folder_cases(folder))
 
 
 def render_run(store, run_id: int, was_active: bool, names: dict[int, str]) -> None:
     """Live view of one run: status, progress, curves, log, and the comparison once it has ended."""
     s = run_status(store, run_id)
     status, prog, hist = s["status"], s["progress"], s["history"]
-    if was_active and status not in ACTIVE_STATES:
+    if was_active and status not in ACTIVE_RUN_STATES:
         st.rerun()  # it just ended: redraw the whole page (stops polling, shows the result)
     stage = (s.get("stage") or {}).get("stage", status)
     st.markdown(f"**Run #{s['id']}** · status **{status}** · stage {stage} · started {fmt_time(s['started_at'])}"
@@ -66,14 +53,14 @@ def render_run(store, run_id: int, was_active: bool, names: dict[int, str]) -> N
         text = f"Epoch {done} / {epochs}"
         if hist.get("loss"):
             text += f" · loss {hist['loss'][-1]:.4f}"
-        if status in ACTIVE_STATES and stage != "training":
+        if status in ACTIVE_RUN_STATES and stage != "training":
             text += f" · {stage}"
         st.progress(min(1.0, done / epochs), text=text)
     if hist.get("epoch"):
         st.plotly_chart(training_curves(hist, names), key=f"curves_{run_id}", width="stretch")
-    elif status in ACTIVE_STATES:
+    elif status in ACTIVE_RUN_STATES:
         st.caption(prog.get("message") or "Starting: loading the cases…")
-    if status in ACTIVE_STATES:
+    if status in ACTIVE_RUN_STATES:
         if s["cancel_requested"]:
             st.caption("Cancel requested: the run stops after the current epoch.")
         elif st.button("Cancel run", key=f"cancel_{run_id}"):
@@ -124,7 +111,7 @@ active = store.active_model()
 names = label_names_for(active or (models[0] if models else None))
 runs = store.runs()
 current = runs[-1] if runs else None
-if current is not None and current.status in ACTIVE_STATES:
+if current is not None and current.status in ACTIVE_RUN_STATES:
     current = store.run(run_status(store, current.id)["id"])  # notices a job that died
 
 st.subheader("New fine-tuning run")
@@ -135,30 +122,28 @@ default_base = next((i for i, m in enumerate(models) if active and m.id == activ
 base = st.selectbox("Base model", models, index=default_base, key="base_model",
                     format_func=lambda m: f"v{m.version} · {m.name}" + (" (active)" if m.active else ""))
 
-latest = store.latest_versions(("correction", "approved"))
-corrected = {store.scan(sid).name: v for sid, v in latest.items()}
+corrected = corrected_versions(store)
 chosen = st.multiselect("Corrected and approved cases to train on", sorted(corrected), default=sorted(corrected),
                         key="train_cases", help="The newest correction or approval of each case.")
 if not corrected:
     st.caption("No corrected cases yet: correct predictions on the Segment page, or train on original data only.")
 
 folder = config.data_dir()
-folder_cases: dict[str, dict] = {}
+n_folder = 0
 if folder is not None:
     try:
-        folder_cases = _folder_cases(str(folder))
+        n_folder = len(_folder_cases(str(folder)))
     except SegLoopError as exc:
         st.warning(f"Data folder: {exc}")
-split = _card_split(base)
-original_pool = [n for n in (split.get("train") or sorted(folder_cases)) if n in folder_cases]
+        folder = None
 c1, c2, c3, c4 = st.columns(4)
 with c1:
     use_original = st.checkbox("Also train on original training data", value=False, key="use_original",
-                               disabled=not original_pool,
+                               disabled=not n_folder,
                                help="Mixing in cases the base model was trained on guards against forgetting.")
 with c2:
-    n_original = st.number_input("Original cases", min_value=1, max_value=max(1, len(original_pool)),
-                                 value=min(DEFAULT_ORIGINAL, max(1, len(original_pool))), key="n_original",
+    n_original = st.number_input("Original cases", min_value=1, max_value=max(1, n_folder),
+                                 value=min(DEFAULT_ORIGINAL, max(1, n_folder)), key="n_original",
                                  disabled=not use_original)
 with c3:
     epochs = st.number_input("Epochs", min_value=1, max_value=500, value=DEFAULT_EPOCHS, key="epochs")
@@ -166,43 +151,36 @@ with c4:
     lr = st.number_input("Learning rate", min_value=1e-6, max_value=1e-2, value=DEFAULT_LR, step=1e-4,
                          format="%.1e", key="lr", help="Small: fine-tuning adjusts, it does not start over.")
 with st.expander("More settings"):
-    batch_size = st.number_input("Batch size", min_value=1, max_value=16, value=4, key="batch_size")
+    batch_size = st.number_input("Batch size", min_value=1, max_value=16, value=DEFAULT_BATCH_SIZE, key="batch_size")
     augment = st.checkbox("Augmentation", value=True, key="augment")
     val_every = st.number_input("Score the validation set every N epochs (curve only)", min_value=0,
                                 max_value=500, value=max(1, DEFAULT_EPOCHS // 5), key="val_every",
                                 help="0: only at the end. The score never picks a checkpoint: the last epoch's "
                                      "weights are the new model.")
 
-extra = []
-if use_original and original_pool:
-    rng = np.random.default_rng(0)
-    picks = sorted(rng.choice(len(original_pool), size=int(n_original), replace=False).tolist())
-    extra = [folder_cases[original_pool[i]] for i in picks]
-train_images = [store.scan(corrected[n].scan_id).image_path for n in chosen] + [c["image"] for c in extra]
-train_names = set(chosen) | {c["name"] for c in extra}
-val_cases = [folder_cases[n] for n in (split.get("validation") or []) if n in folder_cases
-             and n not in train_names and not any(_same_image(folder_cases[n]["image"], im) for im in train_images)]
-missing = [n for n in (split.get("validation") or []) if n not in folder_cases]
-if val_cases:
-    st.caption(f"Fixed validation set: {len(val_cases)} cases of v{base.version}'s validation split "
+try:
+    plan = plan_finetune(store, base, cases=chosen, data_dir=folder, n_original=int(n_original) if use_original else 0,
+                         epochs=int(epochs), lr=float(lr), batch_size=int(batch_size), augment=bool(augment),
+                         val_every=int(val_every) or None)
+except SegLoopError as exc:
+    st.error(str(exc))
+    st.stop()
+if plan.validation:
+    st.caption(f"Fixed validation set: {len(plan.validation)} cases of v{base.version}'s validation split "
                f"(found in the data folder, none of them trained on): the parent and the new model are both "
                f"scored on them.")
-else:
-    st.warning("No validation cases: the base model's card lists no validation split found in the data folder "
-               "(set SEGLOOP_DATA_DIR to its training data).")
-if missing and folder_cases:
-    st.caption(f"{len(missing)} validation cases of the card are not in the data folder and are left out.")
+if plan.missing_validation and n_folder:
+    st.caption(f"{len(plan.missing_validation)} validation cases of the card are not in the data folder and are left out.")
+problems = plan.problems()
+if not plan.validation:
+    st.warning(problems[-1])
 
-if st.button("Start training", key="start_btn", type="primary", disabled=not val_cases):
-    params = {"base_model_id": base.id, "label_version_ids": [corrected[n].id for n in chosen],
-              "extra_cases": extra, "val_cases": val_cases, "epochs": int(epochs), "lr": float(lr),
-              "batch_size": int(batch_size), "augment": bool(augment), "val_every": int(val_every) or None,
-              "threads": max(1, (os.cpu_count() or 2) // 2)}
-    if not chosen and not extra:
-        st.error("Choose at least one corrected case, or add original training data.")
+if st.button("Start training", key="start_btn", type="primary", disabled=not plan.validation):
+    if problems:
+        st.error(problems[0])
     else:
         try:
-            rid = start_training(store, params)
+            rid = start_training(store, plan.params)
             st.session_state["retrain_flash"] = f"Run #{rid} started in the background."
             st.rerun()
         except SegLoopError as exc:
@@ -212,7 +190,7 @@ if flash := st.session_state.pop("retrain_flash", None):
 
 if current is not None:
     st.subheader("Latest run")
-    was_active = current.status in ACTIVE_STATES
+    was_active = current.status in ACTIVE_RUN_STATES
     live = st.fragment(run_every=2.0 if was_active else None)(render_run)
     live(store, current.id, was_active, names)
     if len(runs) > 1:

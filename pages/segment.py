@@ -7,10 +7,12 @@ import streamlit as st
 from components import editor, segmentation, session
 from components.app_shell import ensure_app_shell
 from components.scan_picker import describe, scan_picker
-from segloop import planes
-from segloop.label_stats import label_volumes_ml
-from segloop.render import OverlayStyle
-from segloop.windowing import PRESETS, preset_window
+from segloop.display import planes
+from segloop.display.label_volumes import label_volumes_ml
+from segloop.display.render import OverlayStyle
+from segloop.display.windowing import PRESETS, preset_window
+from segloop.editing.tools import HELP as TOOL_HELP
+from segloop.editing.tools import Tool
 
 ensure_app_shell()
 st.title("Segment & correct")
@@ -91,7 +93,7 @@ tool = c1.radio("Tool", editor.TOOLS, horizontal=True, key="seg_tool",
 values = sorted(names) + [0]
 value = c2.radio("Label", values, horizontal=True, key="seg_label",
                  format_func=lambda v: names.get(v, f"label {v}") if v else "Eraser")
-brush = c3.slider("Brush size", 1, 15, 3, key="seg_brush", disabled=tool != "brush")
+brush = c3.slider("Brush size", 1, 15, 3, key="seg_brush", disabled=tool != Tool.BRUSH)
 editor.process_selections(tool, int(value))
 
 msg = st.session_state.get(editor.MESSAGE_KEY)
@@ -100,11 +102,7 @@ if msg:
 last_box = st.session_state.get(editor.LAST_BOX_KEY)
 if last_box:
     st.caption(f"Last box applied: {last_box}")
-st.caption({"box": "Drag a box on any slice to fill it with the label (or erase it).",
-            "lasso": "Draw a lasso outline on any slice to fill it (or erase it).",
-            "brush": "Paint on the slice below; each stroke is applied when you release the mouse.",
-            "flood fill": "Click a pixel: its connected region on that slice takes the label.",
-            "delete component": "Click a labelled pixel: its whole 3D connected piece is erased."}[tool])
+st.caption(TOOL_HELP[Tool(tool)])
 
 levels = pred.levels if (pred is not None and show_unc) else None
 for col, plane in zip(st.columns(3), planes.PLANES):
@@ -112,7 +110,7 @@ for col, plane in zip(st.columns(3), planes.PLANES):
         editor.plane_panel(plane, window, style, names, tool, levels)
 
 edit_plane = st.selectbox("Plane for the brush and slice tools", planes.PLANES, key="seg_plane")
-if tool == "brush":
+if tool == Tool.BRUSH:
     colour = "#000000" if value == 0 else style.color_of(int(value))
     editor.brush_canvas(edit_plane, window, style, int(value), int(brush), colour)
 

@@ -8,8 +8,8 @@ from components import session
 from components.app_shell import ensure_app_shell
 from components.scan_picker import describe, scan_picker
 from components.slice_viewer import overlay_controls, reset_for_new_scan, slice_panel, window_controls
-from segloop import planes
-from segloop.label_stats import label_volumes_ml
+from segloop.display import planes
+from segloop.display.label_volumes import label_volumes_ml
 
 ensure_app_shell()
 st.title("Viewer")

@@ -7,18 +7,29 @@ import json
 import sys
 from pathlib import Path
 
+from segloop.config import data_dir
+from segloop.data.splits import kfold_split, msd_cases
 from segloop.errors import SegLoopError
+from segloop.io.atomic import atomic_write_json
+from segloop.io.readers import load_scan, scan_name
+from segloop.io.scan_info import format_info, scan_info
+from segloop.io.writers import save_label
+from segloop.model.inference import default_model_path, predict
+from segloop.model.metrics import evaluate_folders
+from segloop.model.network import DEFAULT_ARCHITECTURE
+from segloop.store.database import Datastore
+from segloop.store.registry import ensure_shipped_model
+from segloop.store.vocabulary import RunState
+from segloop.training.export import export_run
+from segloop.training.finetune import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, plan_finetune
+from segloop.training.jobs import follow_run, start_training
+from segloop.training.loop import TrainConfig, combine_runs, train
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from segloop.datasets import kfold_split, msd_cases
-    from segloop.training import TrainConfig, train
-
     cases = msd_cases(args.data)
     split = kfold_split([c.name for c in cases], args.folds, args.fold, args.seed)
     by_name = {c.name: c for c in cases}
-    from segloop.network import DEFAULT_ARCHITECTURE
-
     arch = dict(DEFAULT_ARCHITECTURE)
     if args.channels:
         arch["channels"] = [int(c) for c in args.channels.split(",")]
@@ -30,8 +41,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       threads=args.threads, base_checkpoint=args.base)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from segloop.atomic_io import atomic_write_json
-
     atomic_write_json(out / "split.json", {**split.to_dict(), "data": str(Path(args.data).resolve())})
     summary = train(cfg, [by_name[n] for n in split.train], [by_name[n] for n in split.validation], out)
     print(json.dumps(summary))
@@ -39,10 +48,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from segloop.inference import default_model_path, predict
-    from segloop.loading import load_scan, scan_name
-    from segloop.saving import save_label
-
     model = Path(args.model) if args.model else default_model_path()
     out = Path(args.out)
     names = [scan_name(p) for p in args.images]
@@ -72,8 +77,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from segloop.evaluation import evaluate_folders
-
     result = evaluate_folders(args.pred_dir, args.ref_dir)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -88,8 +91,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from segloop.export import export_run
-
     card = export_run(run_dir=args.run, onnx_path=args.out, name=args.name, version=args.version,
                       parent=args.parent, checkpoint=args.checkpoint, data=args.data)
     print(json.dumps({"onnx": args.out, "metrics": card.metrics}, indent=2))
@@ -97,32 +98,53 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from segloop.loading import load_scan
-    from segloop.scan_info import format_info, scan_info
-
     infos = [scan_info(load_scan(path)) for path in args.scans]  # a bad file stops with one error line
     print(json.dumps(infos, indent=2) if args.json else "\n\n".join(format_info(i) for i in infos))
     return 0
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
-    from segloop.training import combine_runs
-
     print(json.dumps(combine_runs(args.runs, args.out, args.checkpoint)))
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    store = Datastore(workspace=args.workspace)
+    ensure_shipped_model(store)
+    base = store.model_by_version(args.base) if args.base is not None else None
+    plan = plan_finetune(store, base, cases=args.cases or None, data_dir=args.data or data_dir(),
+                         n_original=args.original, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                         augment=not args.no_augment, val_every=args.val_every or None, threads=args.threads,
+                         seed=args.seed)
+    if plan.problems():
+        raise SegLoopError(plan.problems()[0])
+    print(f"fine-tuning v{plan.base.version} ({plan.base.name}) on {len(plan.corrected)} corrected + "
+          f"{len(plan.original)} original cases; {len(plan.validation)} fixed validation cases; "
+          f"{plan.params['epochs']} epochs, lr {plan.params['lr']:g}, {plan.params['threads']} threads")
+    run_id = start_training(store, plan.params)
+    print(f"run #{run_id} started; workspace {store.workspace}")
+    if args.detach:
+        return 0
+    status = follow_run(store, run_id, report=lambda line: print(line, flush=True))
+    if status["status"] != RunState.FINISHED:
+        raise SegLoopError(f"run #{run_id} {status['status']}: {status['error']}")
+    new = store.model(status["result_model_id"])
+    ev = status.get("evaluation") or {}
+    print(json.dumps({"run": run_id, "model_version": new.version, "activated": False,
+                      "parent_mean_dice": ev.get("parent", {}).get("mean_dice_all"),
+                      "new_mean_dice": ev.get("new", {}).get("mean_dice_all")}))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segloop", description="SegLoop: 3D segmentation with a human in the loop.")
     sub = parser.add_subparsers(dest="command", required=True)
-
     p = sub.add_parser("info", help="show size, spacing, orientation and intensities of scans",
                        description="Load each scan (NIfTI, DICOM folder/.zip, NRRD, MHA/MHD) and print its geometry and "
                                    "intensity statistics. A file that cannot be used ends with one 'error:' line.")
     p.add_argument("scans", nargs="+", metavar="SCAN", help="scan file or DICOM series folder")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     p.set_defaults(func=_cmd_info)
-
     p = sub.add_parser("train", help="train a 3D U-Net on an MSD-style folder",
                        description="Train the 3D U-Net (PyTorch + MONAI) on a Medical Segmentation Decathlon folder. "
                                    "Writes checkpoints (best.pt, last.pt), history.json, split.json and summary.json to --out.")
@@ -142,7 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default: 16,32,64,128,256)")
     p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 1, as the shipped model)")
     p.set_defaults(func=_cmd_train)
-
     p = sub.add_parser("ensemble", help="combine finished training runs into one ensemble checkpoint",
                        description="Combine runs trained on the same split into one network that averages their "
                                    "softmax outputs; writes a run folder (best.pt, split.json, config.json, "
@@ -151,7 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--checkpoint", default="last.pt", help="which checkpoint of each run (default: %(default)s)")
     p.set_defaults(func=_cmd_ensemble)
-
     p = sub.add_parser("predict", help="segment scans with an ONNX model",
                        description="Segment each IMAGE and write <name>.nii.gz label maps to --out, on the input's own "
                                    "grid and affine so they overlay the scan in any viewer. All inputs are checked "
@@ -162,7 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-postprocess", action="store_true", help="keep every connected component (default: largest per label)")
     p.add_argument("--json", action="store_true", help="print one JSON list of results")
     p.set_defaults(func=_cmd_predict)
-
     p = sub.add_parser("evaluate", help="Dice and HD95 of predictions against references",
                        description="Compare each label map in PRED_DIR with the same-named file in REF_DIR: Dice and "
                                    "95%% Hausdorff distance (mm) per label, per case and mean.")
@@ -170,6 +189,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref_dir", metavar="REF_DIR", help="folder of reference label maps with the same file names")
     p.add_argument("--json", action="store_true", help="print the full result (per case too) as JSON")
     p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("finetune", help="fine-tune a registered model on the corrected cases (as the Retrain page)",
+                       description="Fine-tune a registered model on the newest corrected or approved label version of "
+                                   "each chosen scan in the workspace, as the Retrain page does: the run is scored "
+                                   "next to its parent on the parent's validation split (found in --data), exported "
+                                   "to ONNX with a card inherited from the parent, and registered as a new version "
+                                   "that is NOT activated.")
+    p.add_argument("--workspace", default=None, help="SegLoop workspace (default: SEGLOOP_WORKSPACE or ~/.segloop)")
+    p.add_argument("--base", type=int, default=None, metavar="VERSION", help="registered model version to fine-tune (default: the active model)")
+    p.add_argument("--cases", nargs="*", metavar="SCAN", help="scan names to train on (default: every scan with a corrected or approved version)")
+    p.add_argument("--data", default=None, help="folder with the base model's original training and validation cases (default: SEGLOOP_DATA_DIR)")
+    p.add_argument("--original", type=int, default=0, metavar="N", help="also train on N of the base model's original training cases, against forgetting (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs; the last epoch's weights are the new model (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="learning rate: small, fine-tuning adjusts rather than starts over (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="cases per step (default: %(default)s)")
+    p.add_argument("--no-augment", action="store_true", help="turn off spatial and intensity augmentation")
+    p.add_argument("--val-every", type=int, default=0, metavar="N", help="also score the validation set every N epochs, for the curves only; it never picks weights (default: only at the end)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: half the cores)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling original cases and augmentation (default: %(default)s)")
+    p.add_argument("--detach", action="store_true", help="start the background run and return at once")
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("export", help="export a training run to ONNX with its model card",
                        description="Export a run's best checkpoint to one self-contained ONNX file (dynamic batch and "

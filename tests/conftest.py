@@ -42,7 +42,7 @@ def dicom_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def shipped_model() -> Path:
     """The model shipped in weights/ (ONNX with its card and torch checkpoint beside it)."""
-    from segloop.inference import default_model_path
+    from segloop.model.inference import default_model_path
 
     path = default_model_path()
     assert path.is_file(), f"shipped model missing: {path}"

@@ -12,10 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from segloop.config import WEIGHTS_DIR  # noqa: E402
-from segloop.datastore import Datastore  # noqa: E402
-from segloop.model_registry import SHIPPED_STEM, register_model  # noqa: E402
 from apptest_tables import table as _table  # noqa: E402
+
+from segloop.config import WEIGHTS_DIR  # noqa: E402
+from segloop.model.card import Evaluation, Metrics, load_card  # noqa: E402
+from segloop.store.database import Datastore  # noqa: E402
+from segloop.store.registry import SHIPPED_STEM, register_model  # noqa: E402
 
 PAGE = str(ROOT / "pages" / "models.py")
 
@@ -37,8 +39,11 @@ def test_shipped_v1_active_then_activate_v2_and_roll_back(tmp_path, monkeypatch,
 
     store = Datastore(workspace=ws)
     v1 = store.model_by_version(1)
-    register_model(store, SHIPPED, WEIGHTS_DIR / f"{SHIPPED_STEM}.card.json", parent_id=v1.id,
-                   metrics={"val_dice": {"1": 0.5, "2": 0.6}}, note="copy for the test")
+    card = load_card(WEIGHTS_DIR / f"{SHIPPED_STEM}.card.json")
+    card.metrics = Metrics(validation=Evaluation(cases=["hippocampus_001"], dice={"anterior": 0.5, "posterior": 0.6},
+                                                 protocol="a test set"))
+    card.save(tmp_path / "v2.card.json")
+    register_model(store, SHIPPED, tmp_path / "v2.card.json", parent_id=v1.id, note="copy for the test")
     at.run()
     table = _table(at, "Version")
     assert list(table["Version"]) == [1, 2] and table["Parent"][1] == "v1"

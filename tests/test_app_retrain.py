@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from segloop.datastore import Datastore  # noqa: E402
-from segloop.label_versions import save_label_version  # noqa: E402
-from segloop.loading import load_label, load_scan  # noqa: E402
-from segloop.model_registry import register_model  # noqa: E402
-from test_model_registry import make_tiny_model  # noqa: E402
 from apptest_tables import table as _table  # noqa: E402
+from test_model_registry import make_tiny_model  # noqa: E402
+
+from segloop.io.readers import load_label, load_scan  # noqa: E402
+from segloop.store.database import Datastore  # noqa: E402
+from segloop.store.label_versions import save_label_version  # noqa: E402
+from segloop.store.registry import register_model  # noqa: E402
 
 PAGE = str(ROOT / "pages" / "retrain.py")
 VALIDATION = ["hippocampus_011", "hippocampus_014", "hippocampus_001"]  # 001 is also corrected: left out

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the pages import `components` from the repository root
     sys.path.insert(0, str(ROOT))
 
-from segloop import planes  # noqa: E402
+from segloop.display import planes  # noqa: E402
 from segloop.config import WEIGHTS_DIR  # noqa: E402
 
 SEGMENT = str(ROOT / "pages" / "segment.py")
@@ -63,7 +63,7 @@ def test_run_segmentation_shows_provider_volumes_and_records_version(env: Path) 
     assert (table["Model (mL)"] > 0.5).all() and (table["Model (mL)"] < 5).all()
 
     # recorded in the datastore: a 'model' version and the prediction with its uncertainty map
-    from segloop.datastore import Datastore
+    from segloop.store.database import Datastore
 
     store = Datastore(workspace=env)
     scan = store.scan_by_name(CASE)
@@ -119,8 +119,8 @@ def test_box_edit_undo_redo_and_save(env: Path) -> None:
     assert not at.exception, at.exception
     assert not any("Unsaved changes" in w.value for w in at.warning)
 
-    from segloop.datastore import Datastore
-    from segloop.loading import load_label
+    from segloop.io.readers import load_label
+    from segloop.store.database import Datastore
 
     store = Datastore(workspace=env)
     scan = store.scan_by_name(CASE)

@@ -76,9 +76,10 @@ def test_bad_upload_shows_scan_error_and_keeps_current_scan(msd_env: Path) -> No
 
         if session.current_volume() is None:
             st.session_state["first"] = True
-            from segloop.data_sources import resolve_case
-            from components.scan_picker import open_case
             import os
+
+            from components.scan_picker import open_case
+            from segloop.data.folders import resolve_case
 
             open_case(resolve_case(os.environ["SEGLOOP_DATA_DIR"], "hippocampus_001"), "data folder")
         ok = apply_upload("broken.nii.gz", b"this is not a scan")

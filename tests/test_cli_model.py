@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from segloop.config import PROJECT_ROOT
-from segloop.model_card import card_path_for, load_card
+from segloop.model.card import card_path_for, load_card
 
 
 def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -81,7 +81,7 @@ def test_evaluate_missing_folder_is_one_line_error(tmp_path):
     assert res.returncode != 0 and res.stderr.startswith("error:") and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "export", "predict", "evaluate", "ensemble"])
+@pytest.mark.parametrize("command", ["train", "export", "predict", "evaluate", "ensemble", "finetune"])
 def test_help_explains_every_option(command):
     import argparse
 

@@ -10,18 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segloop import planes
-from segloop.correction import (
-    apply_selection,
-    ensure_scan,
-    record_model_output,
-    selection_signature,
-    uncertainty_layer,
-    uncertainty_levels,
-)
-from segloop.datastore import Datastore
-from segloop.loading import load_label
-from segloop.volume import volume_from_array
+from segloop.display import planes
+from segloop.display.overlays import uncertainty_layer, uncertainty_levels
+from segloop.editing.selections import apply_selection, selection_signature
+from segloop.store.predictions import ensure_scan, record_model_output
+from segloop.io.readers import load_label
+from segloop.io.volume import volume_from_array
+from segloop.store.database import Datastore
 
 
 def _sel(box=(), lasso=(), points=()) -> dict:
@@ -107,7 +102,7 @@ def test_record_model_output_saves_version_uncertainty_and_row(tmp_path: Path) -
 
 
 def _register_dummy_model(store: Datastore, tmp_path: Path):
-    from segloop.model_registry import register_model
+    from segloop.store.registry import register_model
 
     onnx = tmp_path / "dummy.onnx"
     onnx.write_bytes(b"not really a model")

@@ -12,9 +12,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from segloop.data_sources import list_cases, resolve_case
+from segloop.data.folders import list_cases, resolve_case
 from segloop.errors import SegLoopError
-from segloop.loading import load_label, load_scan
+from segloop.io.readers import load_label, load_scan
 
 
 def _nifti(path: Path, shape=(4, 5, 6), dtype=np.float32) -> Path:
@@ -91,7 +91,7 @@ def test_demo_scans_load_offline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket, "socket", no_network)
     monkeypatch.setenv("SEGLOOP_WORKSPACE", str(tmp_path / "ws"))
-    from segloop.sample_data import demo_cases
+    from segloop.data.demo import demo_cases
 
     cases = {c.name: c for c in demo_cases()}
     assert set(cases) == {"mni152_t1", "mni152_left_hippocampus"}

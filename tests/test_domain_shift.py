@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segloop.domain_shift import ShiftParams, bias_field, mr_contrast_shift
-from segloop.loading import load_label, load_scan
+from segloop.data.domain_shift import ShiftParams, bias_field, mr_contrast_shift
+from segloop.io.readers import load_label, load_scan
 
 
 def test_shift_is_seeded_and_keeps_geometry(msd_dir: Path) -> None:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from segloop import editing
-from segloop.edit_history import Edit, EditHistory, apply_edit
+from segloop.editing import operations
+from segloop.editing.history import Edit, EditHistory, apply_edit
 
 SHAPE = (5, 6, 7)
 
@@ -13,13 +13,13 @@ def make_edits(labels, history):
     """Run a mixed sequence of operations, pushing each; returns the array after each step."""
     states = [labels.copy()]
     ops = [
-        lambda: editing.paint_box(labels, "axial", 3, (0, 3), (1, 4), 1),
-        lambda: editing.paint_box(labels, "axial", 3, (1, 1), (2, 2), 0),  # punch a hole
-        lambda: editing.brush_stroke(labels, "coronal", 2, [(1, 1), (5, 3)], 1.5, 2),
-        lambda: editing.fill_holes(labels, 1, "axial"),
-        lambda: editing.grow(labels, 1),
-        lambda: editing.paint_box(labels, "sagittal", 2, (0, 6), (0, 5), 0, only_label=2),
-        lambda: editing.copy_from_neighbour(labels, "axial", 0, 3),
+        lambda: operations.paint_box(labels, "axial", 3, (0, 3), (1, 4), 1),
+        lambda: operations.paint_box(labels, "axial", 3, (1, 1), (2, 2), 0),  # punch a hole
+        lambda: operations.brush_stroke(labels, "coronal", 2, [(1, 1), (5, 3)], 1.5, 2),
+        lambda: operations.fill_holes(labels, 1, "axial"),
+        lambda: operations.grow(labels, 1),
+        lambda: operations.paint_box(labels, "sagittal", 2, (0, 6), (0, 5), 0, only_label=2),
+        lambda: operations.copy_from_neighbour(labels, "axial", 0, 3),
     ]
     for op in ops:
         edit = op()
@@ -56,12 +56,12 @@ def test_undo_redo_sequence_restores_exact_arrays():
 def test_new_edit_clears_redo():
     labels = np.zeros(SHAPE, np.uint8)
     history = EditHistory()
-    first = editing.paint_box(labels, "axial", 1, (0, 1), (0, 1), 1)
+    first = operations.paint_box(labels, "axial", 1, (0, 1), (0, 1), 1)
     history.push(first)
-    history.push(editing.paint_box(labels, "axial", 2, (0, 1), (0, 1), 1))
+    history.push(operations.paint_box(labels, "axial", 2, (0, 1), (0, 1), 1))
     history.undo(labels)
     assert history.can_redo and history.redo_descriptions == ["Box fill label 1 on axial 2"]
-    last = editing.paint_box(labels, "coronal", 0, (0, 1), (0, 1), 2)
+    last = operations.paint_box(labels, "coronal", 0, (0, 1), (0, 1), 2)
     history.push(last)
     assert not history.can_redo and history.redo(labels) is None
     assert history.descriptions == ["Box fill label 1 on axial 1", "Box fill label 2 on coronal 0"]
@@ -71,9 +71,9 @@ def test_new_edit_clears_redo():
 def test_empty_edit_is_not_recorded():
     labels = np.zeros(SHAPE, np.uint8)
     history = EditHistory()
-    history.push(editing.paint_box(labels, "axial", 1, (0, 1), (0, 1), 1))
+    history.push(operations.paint_box(labels, "axial", 1, (0, 1), (0, 1), 1))
     history.undo(labels)
-    edit = editing.paint_box(labels, "axial", 1, (0, 1), (0, 1), 0)  # erasing background: no change
+    edit = operations.paint_box(labels, "axial", 1, (0, 1), (0, 1), 0)  # erasing background: no change
     assert edit.is_empty and len(edit) == 0
     assert history.push(edit) is False
     assert not history.can_undo
@@ -82,13 +82,13 @@ def test_empty_edit_is_not_recorded():
 
 def test_memory_bound_drops_oldest():
     labels = np.zeros(SHAPE, np.uint8)
-    one = editing.paint_box(labels, "axial", 0, (0, 0), (0, 3), 1)  # 4 voxels
+    one = operations.paint_box(labels, "axial", 0, (0, 0), (0, 3), 1)  # 4 voxels
     size = one.nbytes
     assert size == 4 * (4 + 1 + 1)
     history = EditHistory(max_bytes=2 * size)
     history.push(one)
-    history.push(editing.paint_box(labels, "axial", 1, (0, 0), (0, 3), 1))
-    history.push(editing.paint_box(labels, "axial", 2, (0, 0), (0, 3), 1))
+    history.push(operations.paint_box(labels, "axial", 1, (0, 0), (0, 3), 1))
+    history.push(operations.paint_box(labels, "axial", 2, (0, 0), (0, 3), 1))
     assert history.bytes_used == 2 * size <= history.max_bytes
     assert history.descriptions == ["Box fill label 1 on axial 1", "Box fill label 1 on axial 2"]
     assert history.dropped == 1
@@ -99,7 +99,7 @@ def test_memory_bound_drops_oldest():
     expected[1:5, 5, 0] = 1  # the dropped first edit cannot be undone
     assert np.array_equal(labels, expected)
     # an edit bigger than the whole budget is not kept
-    big = editing.paint_box(labels, "axial", 3, (0, 5), (0, 4), 1)
+    big = operations.paint_box(labels, "axial", 3, (0, 5), (0, 4), 1)
     assert history.push(big) is False and not history.can_undo and not history.can_redo
     assert history.bytes_used == 0
 
@@ -124,6 +124,6 @@ def test_apply_edit_records_arbitrary_changes():
 
 def test_edit_refuses_a_different_shape():
     labels = np.zeros(SHAPE, np.uint8)
-    edit = editing.paint_box(labels, "axial", 0, (0, 1), (0, 1), 1)
+    edit = operations.paint_box(labels, "axial", 0, (0, 1), (0, 1), 1)
     with pytest.raises(ValueError):
         edit.undo(np.zeros((7, 6, 5), np.uint8))

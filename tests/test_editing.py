@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from segloop import editing
+from segloop.editing import operations
 from segloop.errors import SegLoopError
 
 SHAPE = (5, 6, 7)  # X, Y, Z: all different so a swapped axis cannot pass
@@ -81,7 +81,7 @@ def test_box_changes_exactly_the_pixels_whose_centre_is_inside(plane):
     k = n_slices(plane) - 2
     before = labels.copy()
     # rows 0.6..2.4 -> centres 1, 2; cols -0.3..1.5 -> centres 0, 1 (reversed order is fine)
-    edit = editing.paint_box(labels, plane, k, (2.4, 0.6), (-0.3, 1.5), 3)
+    edit = operations.paint_box(labels, plane, k, (2.4, 0.6), (-0.3, 1.5), 3)
     exp = expected_after(before, plane, k, [(r, c) for r in (1, 2) for c in (0, 1)], 3)
     assert np.array_equal(labels, exp)
     assert len(edit) == 4
@@ -94,11 +94,11 @@ def test_box_inclusive_edges_and_clipping(plane):
     labels = zeros()
     rows, cols = screen_shape(plane)
     before = labels.copy()
-    editing.paint_box(labels, plane, 0, (1.0, 2.0), (3.0, 100.0), 1)
+    operations.paint_box(labels, plane, 0, (1.0, 2.0), (3.0, 100.0), 1)
     pixels = [(r, c) for r in (1, 2) for c in range(3, cols)]
     assert np.array_equal(labels, expected_after(before, plane, 0, pixels, 1))
     # a box entirely outside the slice changes nothing
-    edit = editing.paint_box(labels, plane, 0, (-5, -1), (0, 3), 1)
+    edit = operations.paint_box(labels, plane, 0, (-5, -1), (0, 3), 1)
     assert edit.is_empty
 
 
@@ -111,7 +111,7 @@ def test_erase_only_this_label(plane):
         labels[to_voxel(plane, k, 1, c)] = 2
     labels[to_voxel(plane, k + 1, 1, 1)] = 2  # another slice: untouched
     before = labels.copy()
-    edit = editing.paint_box(labels, plane, k, (0, 5), (0, 5), 0, only_label=2)
+    edit = operations.paint_box(labels, plane, k, (0, 5), (0, 5), 0, only_label=2)
     exp = before.copy()
     for c in range(3):
         exp[to_voxel(plane, k, 1, c)] = 0
@@ -119,7 +119,7 @@ def test_erase_only_this_label(plane):
     assert edit.description == f"Erase box on {plane} {k}"
     check_edit(edit, before, labels)
     # plain erase clears everything in the box
-    editing.paint_box(labels, plane, k, (0, 5), (0, 5), 0)
+    operations.paint_box(labels, plane, k, (0, 5), (0, 5), 0)
     assert changed_set(labels, zeros()) == {to_voxel(plane, k + 1, 1, 1)}
 
 
@@ -128,11 +128,11 @@ def test_paint_without_overwriting_other_labels(plane):
     labels = zeros()
     labels[to_voxel(plane, 2, 1, 1)] = 2
     before = labels.copy()
-    editing.paint_box(labels, plane, 2, (0, 2), (0, 2), 1, overwrite=False)
+    operations.paint_box(labels, plane, 2, (0, 2), (0, 2), 1, overwrite=False)
     pixels = [(r, c) for r in range(3) for c in range(3) if (r, c) != (1, 1)]
     assert np.array_equal(labels, expected_after(before, plane, 2, pixels, 1))
     # default overwrites
-    editing.paint_box(labels, plane, 2, (0, 2), (0, 2), 1)
+    operations.paint_box(labels, plane, 2, (0, 2), (0, 2), 1)
     assert labels[to_voxel(plane, 2, 1, 1)] == 1
 
 
@@ -146,7 +146,7 @@ def test_lasso_triangle_exact_pixels(plane):
     k = 1
     before = labels.copy()
     # right triangle with legs along the top and left edges; hypotenuse passes through no pixel centre
-    edit = editing.paint_polygon(labels, plane, k, [-0.5, -0.5, 3.3], [-0.5, 6.3, -0.5], 2)
+    edit = operations.paint_polygon(labels, plane, k, [-0.5, -0.5, 3.3], [-0.5, 6.3, -0.5], 2)
     pixels = [(r, c) for r in range(rows) for c in range(cols) if (r + 0.5) / 3.8 + (c + 0.5) / 6.8 < 1]
     assert len(pixels) >= 10
     assert np.array_equal(labels, expected_after(before, plane, k, pixels, 2))
@@ -156,7 +156,7 @@ def test_lasso_triangle_exact_pixels(plane):
 @pytest.mark.parametrize("plane", PLANES)
 def test_lasso_includes_pixels_on_the_outline(plane):
     labels = zeros()
-    editing.paint_polygon(labels, plane, 0, [0, 0, 4], [0, 4, 0], 1)
+    operations.paint_polygon(labels, plane, 0, [0, 0, 4], [0, 4, 0], 1)
     pixels = [(r, c) for r in range(5) for c in range(5) if r + c <= 4]
     assert np.array_equal(labels, expected_after(zeros(), plane, 0, pixels, 1))
 
@@ -168,22 +168,22 @@ def test_paint_mask_and_canvas_mask(plane):
     rgba = np.zeros((rows, cols, 4), np.uint8)
     rgba[0, cols - 1] = (255, 0, 0, 255)
     rgba[rows - 1, 0, 3] = 10
-    mask = editing.mask_from_canvas(rgba, (rows, cols))
-    editing.paint_mask(labels, plane, 3, mask, 4)
+    mask = operations.mask_from_canvas(rgba, (rows, cols))
+    operations.paint_mask(labels, plane, 3, mask, 4)
     exp = expected_after(zeros(), plane, 3, [(0, cols - 1), (rows - 1, 0)], 4)
     assert np.array_equal(labels, exp)
     # a canvas drawn at twice the size maps back onto the slice grid
     big = np.repeat(np.repeat(rgba, 2, axis=0), 2, axis=1)
-    assert np.array_equal(editing.mask_from_canvas(big, (rows, cols)), mask)
+    assert np.array_equal(operations.mask_from_canvas(big, (rows, cols)), mask)
     with pytest.raises(ValueError):
-        editing.paint_mask(labels, plane, 3, np.ones((rows + 1, cols), bool), 1)
+        operations.paint_mask(labels, plane, 3, np.ones((rows + 1, cols), bool), 1)
 
 
 @pytest.mark.parametrize("plane", PLANES)
 def test_brush_disc_radius(plane):
     labels = zeros()
     rows, cols = screen_shape(plane)
-    editing.brush_stroke(labels, plane, 2, [(3, 2)], 2.5, 1)
+    operations.brush_stroke(labels, plane, 2, [(3, 2)], 2.5, 1)
     pixels = [(r, c) for r in range(rows) for c in range(cols) if (r - 3) ** 2 + (c - 2) ** 2 < 2.5**2]
     assert len(pixels) == 21  # 5x5 square without its 4 corners
     assert np.array_equal(labels, expected_after(zeros(), plane, 2, pixels, 1))
@@ -193,7 +193,7 @@ def test_brush_disc_radius(plane):
 def test_brush_stroke_covers_the_capsule_along_the_line(plane):
     labels = zeros()
     rows, cols = screen_shape(plane)
-    editing.brush_stroke(labels, plane, 0, [(3, 0), (3, 3)], 1.5, 2)
+    operations.brush_stroke(labels, plane, 0, [(3, 0), (3, 3)], 1.5, 2)
 
     def dist(r, c):  # distance from pixel centre to the segment (3,0)-(3,3)
         cc = min(max(c, 0), 3)
@@ -202,7 +202,7 @@ def test_brush_stroke_covers_the_capsule_along_the_line(plane):
     pixels = [(r, c) for r in range(rows) for c in range(cols) if dist(r, c) < 1.5]
     assert np.array_equal(labels, expected_after(zeros(), plane, 0, pixels, 2))
     # erasing with a smaller brush clears only the centre line
-    editing.brush_stroke(labels, plane, 0, [(3, 0), (3, 3)], 0.5, 0)
+    operations.brush_stroke(labels, plane, 0, [(3, 0), (3, 3)], 0.5, 0)
     left = [p for p in pixels if p[0] != 3 or p[1] > 3]
     assert np.array_equal(labels, expected_after(zeros(), plane, 0, left, 2))
 
@@ -221,17 +221,17 @@ def test_flood_fill_stops_at_boundaries(plane):
     labels[to_voxel(plane, k + 1, 1, 1)] = 0  # same pixel on another slice stays background
     before = labels.copy()
     inside = [(1, 1), (1, 2), (2, 1), (2, 2)]
-    edit = editing.flood_fill(labels, plane, k, 1, 2, 2)
+    edit = operations.flood_fill(labels, plane, k, 1, 2, 2)
     assert np.array_equal(labels, expected_after(before, plane, k, inside, 2))
     assert edit.description == f"Flood fill label 2 on {plane} {k}"
     # filling the outside background does not leak into the ring or the inside
     before = labels.copy()
-    editing.flood_fill(labels, plane, k, rows - 1, cols - 1, 3)
+    operations.flood_fill(labels, plane, k, rows - 1, cols - 1, 3)
     outside = [(r, c) for r in range(rows) for c in range(cols) if not (r < 4 and c < 4)]
     assert np.array_equal(labels, expected_after(before, plane, k, outside, 3))
     # filling the ring recolours only the ring
     before = labels.copy()
-    editing.flood_fill(labels, plane, k, 0, 0, 5)
+    operations.flood_fill(labels, plane, k, 0, 0, 5)
     assert np.array_equal(labels, expected_after(before, plane, k, ring, 5))
 
 
@@ -243,7 +243,7 @@ def test_flood_fill_is_4_connected(plane):
     labels[to_voxel(plane, k, 0, 1)] = 1
     labels[to_voxel(plane, k, 1, 0)] = 1
     before = labels.copy()
-    edit = editing.flood_fill(labels, plane, k, 0, 0, 2)
+    edit = operations.flood_fill(labels, plane, k, 0, 0, 2)
     assert np.array_equal(labels, expected_after(before, plane, k, [(0, 0)], 2))
     assert len(edit) == 1
 
@@ -259,7 +259,7 @@ def test_delete_component_3d_leaves_other_components(plane):
     labels[2, 0:2, 0:2] = 2  # other label touching A
     before = labels.copy()
     k, r, c = to_screen(plane, (1, 1, 0))
-    edit = editing.delete_component(labels, plane, k, r, c)
+    edit = operations.delete_component(labels, plane, k, r, c)
     exp = before.copy()
     exp[0:2, 0:2, 0:2] = 0
     assert np.array_equal(labels, exp)
@@ -267,7 +267,7 @@ def test_delete_component_3d_leaves_other_components(plane):
     assert edit.description == "Delete component of label 1 in 3D"
     # clicking background changes nothing
     k, r, c = to_screen(plane, (0, 5, 0))
-    assert editing.delete_component(labels, plane, k, r, c).is_empty
+    assert operations.delete_component(labels, plane, k, r, c).is_empty
 
 
 @pytest.mark.parametrize("plane", PLANES)
@@ -277,10 +277,10 @@ def test_delete_component_connectivity(plane):
     labels[2, 2, 2] = 1  # touches (1,1,1) only by a corner
     k, r, c = to_screen(plane, (1, 1, 1))
     work = labels.copy()
-    editing.delete_component(work, plane, k, r, c, connectivity=6)
+    operations.delete_component(work, plane, k, r, c, connectivity=6)
     assert changed_set(work, zeros()) == {(2, 2, 2)}
     work = labels.copy()
-    editing.delete_component(work, plane, k, r, c, connectivity=26)
+    operations.delete_component(work, plane, k, r, c, connectivity=26)
     assert not work.any()
 
 
@@ -289,7 +289,7 @@ def test_delete_component_in_slice_only(plane):
     labels = zeros()
     labels[1:3, 1:3, 1:3] = 1  # a cube spanning two slices of every plane
     k, r, c = to_screen(plane, (1, 1, 1))
-    edit = editing.delete_component(labels, plane, k, r, c, in_slice=True)
+    edit = operations.delete_component(labels, plane, k, r, c, in_slice=True)
     axis = {"sagittal": 0, "coronal": 1, "axial": 2}[plane]
     exp = zeros()
     exp[1:3, 1:3, 1:3] = 1
@@ -308,7 +308,7 @@ def test_fill_holes_3d_keeps_other_labels():
     labels[2, 2, 2] = 2
     labels[0, 5, 6] = 0
     before = labels.copy()
-    edit = editing.fill_holes(labels, 1)
+    edit = operations.fill_holes(labels, 1)
     exp = before.copy()
     exp[1:4, 1:4, 1:4] = 1
     exp[2, 2, 2] = 2
@@ -325,11 +325,11 @@ def test_fill_holes_2d_on_one_slice_and_every_slice(plane):
             labels[to_voxel(plane, k, r, c)] = 1
     before = labels.copy()
     # rings open along the slice axis: not a 3D hole
-    assert editing.fill_holes(labels, 1).is_empty
-    edit = editing.fill_holes(labels, 1, plane, 1)
+    assert operations.fill_holes(labels, 1).is_empty
+    edit = operations.fill_holes(labels, 1, plane, 1)
     assert np.array_equal(labels, expected_after(before, plane, 1, [(1, 1)], 1))
     assert len(edit) == 1
-    edit = editing.fill_holes(labels, 1, plane)
+    edit = operations.fill_holes(labels, 1, plane)
     assert changed_set(labels, before) == {to_voxel(plane, 1, 1, 1), to_voxel(plane, 3, 1, 1)}
     assert len(edit) == 1
 
@@ -341,9 +341,9 @@ def test_remove_islands_threshold():
     labels[0:1, 3:6, 3:5] = 1  # size 6
     labels[4, 5, 6] = 2  # other label, size 1
     before = labels.copy()
-    edit = editing.remove_islands(labels, 1, 3)  # strictly smaller than 3 goes
+    edit = operations.remove_islands(labels, 1, 3)  # strictly smaller than 3 goes
     assert changed_set(labels, before) == {(0, 0, 0)}
-    edit = editing.remove_islands(labels, 1, 4)
+    edit = operations.remove_islands(labels, 1, 4)
     assert changed_set(labels, before) == {(0, 0, 0), (4, 0, 0), (4, 0, 1), (4, 0, 2)}
     assert len(edit) == 3
     assert labels[4, 5, 6] == 2 and int((labels == 1).sum()) == 6
@@ -352,17 +352,17 @@ def test_remove_islands_threshold():
 def test_grow_counts_and_does_not_overwrite():
     labels = zeros()
     labels[2, 3, 3] = 1
-    edit = editing.grow(labels, 1)
+    edit = operations.grow(labels, 1)
     assert int((labels == 1).sum()) == 7 and len(edit) == 6
     assert labels[3, 3, 3] == 1 and labels[3, 4, 3] == 0  # faces only
     labels[:] = 0
     labels[2, 3, 3] = 1
-    editing.grow(labels, 1, voxels=2)
+    operations.grow(labels, 1, voxels=2)
     assert int((labels == 1).sum()) == 25  # 1 + 6 + 18
     labels[:] = 0
     labels[2, 3, 3] = 1
     labels[1, 3, 3] = 2
-    editing.grow(labels, 1)
+    operations.grow(labels, 1)
     assert labels[1, 3, 3] == 2 and int((labels == 1).sum()) == 6
 
 
@@ -370,7 +370,7 @@ def test_shrink_counts():
     labels = zeros()
     labels[1:4, 1:4, 2:5] = 1
     labels[0, 0, 0] = 2
-    edit = editing.shrink(labels, 1)
+    edit = operations.shrink(labels, 1)
     exp = zeros()
     exp[2, 2, 3] = 1
     exp[0, 0, 0] = 2
@@ -379,7 +379,7 @@ def test_shrink_counts():
     # a slab at the volume's edge also shrinks there (outside counts as background)
     labels = zeros()
     labels[0:3, :, :] = 1
-    editing.shrink(labels, 1)
+    operations.shrink(labels, 1)
     exp = zeros()
     exp[1, 1:5, 1:6] = 1
     assert np.array_equal(labels, exp)
@@ -393,7 +393,7 @@ def test_copy_from_neighbour(plane):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, SHAPE).astype(np.uint8)
     before = labels.copy()
-    edit = editing.copy_from_neighbour(labels, plane, 2, 3)
+    edit = operations.copy_from_neighbour(labels, plane, 2, 3)
     exp = before.copy()
     if plane == "axial":
         exp[:, :, 2] = before[:, :, 3]
@@ -405,7 +405,7 @@ def test_copy_from_neighbour(plane):
     check_edit(edit, before, labels)
     assert edit.description == f"Copy {plane} 3 to {plane} 2"
     with pytest.raises(ValueError):
-        editing.copy_from_neighbour(labels, plane, 2, n_slices(plane))
+        operations.copy_from_neighbour(labels, plane, 2, n_slices(plane))
 
 
 @pytest.mark.parametrize("plane", PLANES)
@@ -425,7 +425,7 @@ def test_interpolation_between_circles_gives_intermediate_radius(plane):
     other = to_voxel(plane, 6, centre[0], centre[1], shape)
     labels[other] = 2  # another label: not overwritten
     untouched = to_voxel(plane, 11, centre[0], centre[1], shape)
-    edit = editing.interpolate_slices(labels, plane, 10, 2, 1)
+    edit = operations.interpolate_slices(labels, plane, 10, 2, 1)
     assert edit.description == f"Interpolate label 1 between {plane} 2 and 10"
     assert labels[stale] == 0 and labels[other] == 2 and labels[untouched] == 0
     for k in range(3, 10):
@@ -446,12 +446,12 @@ def test_interpolation_needs_the_label_on_both_slices():
     labels = zeros()
     labels[1:3, 1:3, 0] = 1
     with pytest.raises(SegLoopError, match="axial slice 4"):
-        editing.interpolate_slices(labels, "axial", 0, 4, 1)
+        operations.interpolate_slices(labels, "axial", 0, 4, 1)
 
 
 def test_edit_is_cheap_on_a_large_volume():
     labels = np.zeros((256, 256, 256), np.uint8)
-    edit = editing.paint_box(labels, "coronal", 100, (10, 19), (20, 29), 1)
+    edit = operations.paint_box(labels, "coronal", 100, (10, 19), (20, 29), 1)
     assert len(edit) == 100 and edit.indices.dtype == np.int32
     assert edit.nbytes == 100 * (4 + 1 + 1)
     assert labels[255 - 20, 100, 255 - 10] == 1 and int(labels.sum()) == 100
@@ -460,4 +460,4 @@ def test_edit_is_cheap_on_a_large_volume():
 @pytest.mark.parametrize("plane", PLANES)
 def test_bad_slice_index_is_rejected(plane):
     with pytest.raises(ValueError):
-        editing.paint_box(zeros(), plane, n_slices(plane), (0, 1), (0, 1), 1)
+        operations.paint_box(zeros(), plane, n_slices(plane), (0, 1), (0, 1), 1)

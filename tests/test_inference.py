@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segloop.datasets import msd_cases
+from segloop.data.splits import msd_cases
 from segloop.errors import ModelError
-from segloop.inference import cuda_status, get_session, keep_largest_component, predict
-from segloop.loading import load_label, load_scan
-from segloop.model_card import card_path_for, file_sha256, load_card
-from segloop.training import dice_per_label, load_case_arrays, load_model, predict_torch
+from segloop.io.readers import load_label, load_scan
+from segloop.model.card import card_path_for, file_sha256, load_card
+from segloop.model.inference import cuda_status, get_session, keep_largest_component, predict
+from segloop.model.metrics import dice_per_label
+from segloop.training.loop import load_case_arrays, load_model, predict_torch
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,10 @@ def val_cases(msd_dir, card):
 def test_card_describes_the_shipped_file(shipped_model, card):
     assert card.onnx_sha256 == file_sha256(shipped_model), "card does not belong to this ONNX file"
     assert [(lab.value, lab.name) for lab in card.labels] == [(0, "background"), (1, "anterior"), (2, "posterior")]
-    assert card.input["orientation"] == "RAS" and card.input["size_divisor"] == 16
+    assert card.input.orientation == "RAS" and card.input.size_divisor == 16
     assert "CC-BY-SA" in card.license and "Decathlon" in card.attribution
     assert not set(card.split["train"]) & set(card.split["validation"])
-    dice = card.metrics["validation"]["dice"]
+    dice = card.metrics.validation.dice
     assert set(dice) == {"anterior", "posterior"}
 
 
@@ -40,7 +41,7 @@ def test_onnx_matches_pytorch_and_training_preprocessing(shipped_model, val_case
     """Inference (load -> RAS -> normalise -> pad -> ORT) equals training's path (load_case_arrays -> torch)."""
     model, meta = load_model(shipped_model.with_suffix(".pt"))
     card = load_card(card_path_for(shipped_model))
-    assert card.input["test_time_augmentation"] == ["flip_left_right"]
+    assert card.processing.test_time_augmentation == ["flip_left_right"]
     for case in val_cases[:3]:
         image_norm, _ = load_case_arrays(case)
         args = (meta["size_divisor"], tuple(meta["patch"]))
@@ -89,8 +90,8 @@ def test_scan_far_from_training_spacing_warns(shipped_model, val_cases):
 
 def test_large_volume_runs_by_sliding_window(shipped_model, val_cases):
     """A scan above the one-pass limit is segmented by sliding window, and every part is still right."""
-    import segloop.inference as inf
-    from segloop.volume import volume_from_array
+    import segloop.model.inference as inf
+    from segloop.io.volume import volume_from_array
 
     case = val_cases[1]
     vol = load_scan(case.image)
@@ -123,7 +124,7 @@ def test_model_without_card_or_corrupt_model_is_refused(tmp_path, shipped_model)
 
 
 def test_model_that_does_not_fit_scan_channels(shipped_model):
-    from segloop.model_card import check_scan_fits
+    from segloop.model.card import check_scan_fits
 
     card = load_card(card_path_for(shipped_model))
     with pytest.raises(ModelError, match="channel"):

@@ -16,10 +16,17 @@ import numpy as np
 import pytest
 
 from segloop.config import PROJECT_ROOT, shared_data_dir
-from segloop.datastore import Datastore
-from segloop.label_versions import (PAUSE_ENV, approve, list_versions, load_version, save_label_version,
-                                    scan_status, scan_statuses)
-from segloop.loading import load_label, load_scan
+from segloop.io.readers import load_label, load_scan
+from segloop.store.database import Datastore
+from segloop.store.label_versions import (
+    PAUSE_ENV,
+    approve,
+    list_versions,
+    load_version,
+    save_label_version,
+    scan_status,
+    scan_statuses,
+)
 
 MSD = shared_data_dir() / "msd-hippocampus"
 IMAGE = MSD / "imagesTr" / "hippocampus_001.nii.gz"
@@ -100,9 +107,9 @@ def test_parallel_writers_get_distinct_versions_and_lose_nothing(tmp_path):
 
 KILLED_SAVE = textwrap.dedent("""
     import numpy as np
-    from segloop.datastore import Datastore
-    from segloop.label_versions import save_label_version
-    from segloop.loading import load_scan
+    from segloop.store.database import Datastore
+    from segloop.store.label_versions import save_label_version
+    from segloop.io.readers import load_scan
     store = Datastore(workspace={ws!r})
     ref = load_scan({image!r})
     scan = store.scan_by_name("hippocampus_001")

@@ -15,11 +15,11 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from segloop import loading
-from segloop.datasets import msd_cases
+from segloop.data.splits import msd_cases
 from segloop.errors import ScanError, SegLoopError
-from segloop.loading import load_label, load_scan, load_scan_bytes
-from segloop.saving import label_nifti_bytes, save_label
+from segloop.io import readers as loading
+from segloop.io.readers import load_label, load_scan, load_scan_bytes
+from segloop.io.writers import label_nifti_bytes, save_label
 
 DICOM_SERIES = {"Study1": 32, "Study2": 35, "Study3": 40}
 

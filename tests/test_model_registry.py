@@ -8,11 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop.datastore import Datastore
 from segloop.errors import ModelError
-from segloop.model_registry import (activate, activation_history, active_model, ensure_shipped_model, list_models,
-                                    register_model, rollback)
-from segloop.network import DEFAULT_ARCHITECTURE
+from segloop.model.network import DEFAULT_ARCHITECTURE
+from segloop.store.database import Datastore
+from segloop.store.registry import (
+    activate,
+    activation_history,
+    active_model,
+    ensure_shipped_model,
+    list_models,
+    register_model,
+    rollback,
+)
 
 TINY_ARCH = {**DEFAULT_ARCHITECTURE, "channels": [4, 8, 16], "strides": [2, 2]}
 
@@ -21,9 +28,10 @@ def make_tiny_model(folder: Path, stem: str = "tiny", seed: int = 0, dice: float
     """A real (untrained) tiny U-Net: torch checkpoint, ONNX export and model card, as training would leave them."""
     import torch
 
-    from segloop.export import build_card, export_onnx, write_card
-    from segloop.network import build_network, size_divisor
-    from segloop.training import save_checkpoint
+    from segloop.model.network import build_network, size_divisor
+    from segloop.model.card import Evaluation, Metrics
+    from segloop.training.export import export_onnx, hippocampus_card, write_card
+    from segloop.training.loop import save_checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -33,8 +41,8 @@ def make_tiny_model(folder: Path, stem: str = "tiny", seed: int = 0, dice: float
     save_checkpoint(ckpt, build_network(TINY_ARCH), meta)
     onnx = folder / f"{stem}.onnx"
     export_onnx(ckpt, onnx)
-    card = build_card(name=stem, version=1, onnx_path=onnx, checkpoint_meta=meta, training={}, split={},
-                      metrics={"val_dice_mean": dice})
+    card = hippocampus_card(name=stem, version=1, onnx_path=onnx, checkpoint_meta=meta, training={}, split={},
+                            metrics=Metrics(validation=Evaluation(cases=["a"], dice={"anterior": dice})))
     return {"onnx": onnx, "card": write_card(card, onnx), "ckpt": ckpt}
 
 
@@ -46,10 +54,10 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 def test_register_copies_files_and_numbers_versions(tmp_path, tiny):
     store = Datastore(workspace=tmp_path / "ws")
     m1 = register_model(store, tiny["onnx"], checkpoint_path=tiny["ckpt"])
-    m2 = register_model(store, tiny["onnx"], tiny["card"], tiny["ckpt"], parent_id=m1.id, metrics={"val_dice_mean": 0.7})
+    m2 = register_model(store, tiny["onnx"], tiny["card"], tiny["ckpt"], parent_id=m1.id)
     assert (m1.version, m2.version, m2.parent_id) == (1, 2, m1.id)
-    assert m1.metrics == {"val_dice_mean": 0.5}  # from the card found beside the ONNX file
-    assert m2.metrics == {"val_dice_mean": 0.7}
+    assert m1.metrics["validation"]["dice"] == {"anterior": 0.5}  # from the card found beside the ONNX file
+    assert m2.metrics == m1.metrics
     assert Path(m2.onnx_path) == tmp_path / "ws" / "models" / "v2" / "tiny.onnx"
     assert Path(m2.card_path).name == "tiny.card.json" and Path(m2.checkpoint_path).name == "tiny.pt"
     for m in (m1, m2):

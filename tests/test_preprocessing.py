@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from segloop.datasets import kfold_split
-from segloop.preprocessing import normalize, pad_to_multiple
+from segloop.data.splits import kfold_split
+from segloop.model.preprocessing import normalize, pad_to_multiple
 
 
 def test_normalize_is_robust_to_intensity_range():
@@ -49,7 +49,7 @@ def test_kfold_split_is_seeded_and_disjoint():
 def test_ensemble_network_averages_member_probabilities():
     import torch
 
-    from segloop.network import DEFAULT_ARCHITECTURE, build_network, ensemble_architecture, size_divisor
+    from segloop.model.network import DEFAULT_ARCHITECTURE, build_network, ensemble_architecture, size_divisor
 
     small = {**DEFAULT_ARCHITECTURE, "channels": [4, 8, 16], "strides": [2, 2]}
     other = {**small, "num_res_units": 1}

@@ -10,9 +10,9 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from segloop import planes
-from segloop.label_stats import label_volumes_ml
-from segloop.render import (
+from segloop.display import planes
+from segloop.display.label_volumes import label_volumes_ml
+from segloop.display.render import (
     OverlayStyle,
     boundary_mask,
     build_slice_figure,
@@ -23,7 +23,7 @@ from segloop.render import (
     render_slice,
     slice_figure_dict,
 )
-from segloop.windowing import apply_window
+from segloop.display.windowing import apply_window
 
 
 def _decode(png: bytes, mode: str) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segloop.datastore import Datastore
-from segloop.review_queue import QueueItem, order_cases, review_queue
+from segloop.store.database import Datastore
+from segloop.store.review_queue import QueueItem, order_cases, review_queue
 
 ITEMS = [
     QueueItem(1, "a", "predicted", 0.10, 500),

@@ -8,17 +8,16 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from test_model_registry import make_tiny_model
 
 from segloop.config import shared_data_dir
-from segloop.datastore import Datastore
 from segloop.errors import SegLoopError
-from segloop.label_versions import save_label_version
-from segloop.loading import load_label, load_scan
-from segloop.model_registry import list_models, register_model
-from segloop.training_jobs import cancel, refresh_runs, run_status, start_training
-from test_model_registry import make_tiny_model
+from segloop.io.readers import load_label, load_scan
+from segloop.store.database import Datastore
+from segloop.store.label_versions import save_label_version
+from segloop.store.registry import list_models, register_model
+from segloop.training.jobs import cancel, refresh_runs, run_status, start_training
 
 MSD = shared_data_dir() / "msd-hippocampus"
 pytestmark = pytest.mark.skipif(not (MSD / "imagesTr").is_dir(), reason="shared MSD data not available")
@@ -67,8 +66,10 @@ def test_finetune_runs_in_background_and_registers_an_inactive_version(tmp_path,
     new = models[1]
     assert not new.active and models[0].active  # a person activates it after comparing
     assert new.parent_id == models[0].id and st["result_model_id"] == new.id
-    assert set(new.metrics["val_dice"]) == {"1", "2"} and "parent_val_dice" in new.metrics
-    assert new.metrics["validation_cases"] == ["hippocampus_007", "hippocampus_011"]
+    val, parent_val = new.metrics["validation"], new.metrics["parent_validation"]
+    assert set(val["dice"]) == {"anterior", "posterior"} and set(parent_val["dice"]) == {"anterior", "posterior"}
+    assert val["cases"] == parent_val["cases"] == ["hippocampus_007", "hippocampus_011"]
+    assert "run #" in val["protocol"]
     ev = st["evaluation"]
     assert ev["parent_version"] == 1 and 0.0 <= ev["new"]["mean_dice_all"] <= 1.0
     assert st["history"]["epoch"] == [1] and st["progress"]["state"] == "finished"
@@ -118,3 +119,78 @@ def test_missing_validation_set_is_refused(tmp_path, tiny):
     with pytest.raises(SegLoopError, match="not found"):
         start_training(store, {**params, "val_cases": [_case("hippocampus_002")]})
     assert store.runs() == []
+
+
+def test_finetuned_card_inherits_a_non_hippocampus_parent_card(tmp_path):
+    """A model whose card is not the hippocampus one: its fine-tuned version keeps labels, input and processing."""
+    from segloop.model.card import LabelInfo, load_card
+    from segloop.training.finetune import plan_finetune
+    from segloop.data.splits import Case
+
+    files = make_tiny_model(tmp_path / "base", stem="organ-tiny")
+    card = load_card(files["card"])
+    card.task = "Two organs on a made-up modality"
+    card.labels = [LabelInfo(0, "background", "#000000"), LabelInfo(1, "organ A", "#123456"),
+                   LabelInfo(2, "organ B", "#654321")]
+    card.input.modality, card.input.spacing, card.input.normalization = "CT", (1.5, 1.5, 2.0), "zscore"
+    card.input.typical_shape = (40, 40, 40)
+    card.processing.test_time_augmentation, card.processing.largest_component = [], False
+    card.license, card.attribution = "CC0-1.0", "made for a test"
+    card.save(files["card"])
+    store = Datastore(workspace=tmp_path / "ws")
+    base = register_model(store, files["onnx"], files["card"], files["ckpt"], activate=True)
+    c = _case("hippocampus_001")
+    scan = store.add_scan(c["name"], c["image"], "imported")
+    ref = load_scan(c["image"])
+    save_label_version(store, scan.id, load_label(c["label"], ref).array, ref, "correction", author="ann")
+    plan = plan_finetune(store, base, validation=[Case(**_case("hippocampus_007"))], epochs=1, batch_size=1,
+                         augment=False, threads=1)
+    assert plan.problems() == [] and list(plan.corrected) == ["hippocampus_001"]
+    run_id = start_training(store, plan.params)
+    st = _wait(store, run_id, lambda s: s["status"] in ("finished", "failed", "cancelled"))
+    assert st["status"] == "finished", st["error"] or st["log_tail"]
+    new = load_card(store.model(st["result_model_id"]).card_path)
+    assert new.version == 2 and new.parent == "organ-tiny v1"
+    assert (new.task, new.labels, new.input, new.processing) == (card.task, card.labels, card.input, card.processing)
+    assert (new.license, new.attribution) == ("CC0-1.0", "made for a test")
+    assert set(new.metrics.validation.dice) == {"organ A", "organ B"}
+    assert new.training["corrected_cases"] == ["hippocampus_001@v1"] and new.training["original_cases"] == []
+
+
+def _segloop(*args: str, env_ws: Path) -> subprocess.CompletedProcess:
+    import sys
+
+    env = {**os.environ, "SEGLOOP_WORKSPACE": str(env_ws)}
+    env.pop("SEGLOOP_DATA_DIR", None)
+    return subprocess.run([sys.executable, "-m", "segloop", *args], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=300)
+
+
+def test_finetune_command_plans_like_the_page_and_registers_an_inactive_version(tmp_path, tiny):
+    """`python -m segloop finetune`: refuses without corrections, then runs the page's plan to a new version."""
+    from segloop.model.card import load_card
+
+    ws = tmp_path / "ws"
+    card = load_card(tiny["card"])
+    card.split = {"train": ["hippocampus_003", "hippocampus_004"], "validation": ["hippocampus_007"]}
+    card.save(tmp_path / "hippo-tiny.card.json")
+    store = Datastore(workspace=ws)
+    register_model(store, tiny["onnx"], tmp_path / "hippo-tiny.card.json", tiny["ckpt"], activate=True)
+    refused = _segloop("finetune", "--data", str(MSD), "--epochs", "1", env_ws=ws)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("error: choose at least one")
+    assert store.runs() == []  # nothing started
+
+    c = _case("hippocampus_001")
+    scan = store.add_scan(c["name"], c["image"], "imported")
+    ref = load_scan(c["image"])
+    save_label_version(store, scan.id, load_label(c["label"], ref).array, ref, "correction", author="ann")
+    done = _segloop("finetune", "--data", str(MSD), "--original", "1", "--epochs", "1", "--batch-size", "2",
+                    "--threads", "1", "--no-augment", env_ws=ws)
+    assert done.returncode == 0, done.stderr
+    assert "1 corrected + 1 original cases; 1 fixed validation cases" in done.stdout
+    result = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    assert result["model_version"] == 2 and result["activated"] is False
+    new = load_card(store.model_by_version(2).card_path)
+    assert new.training["corrected_cases"] == ["hippocampus_001@v1"]
+    assert new.training["original_cases"][0] in ("hippocampus_003", "hippocampus_004")
+    assert new.metrics.validation.cases == ["hippocampus_007"] and store.active_model().version == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segloop.windowing import AUTO, FULL, PRESETS, apply_window, auto_window, full_window, preset_window
+from segloop.display.windowing import AUTO, FULL, PRESETS, apply_window, auto_window, full_window, preset_window
 
 
 def test_apply_window_maps_ends_and_clips() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop import planes
 from segloop.config import WEIGHTS_DIR
-from segloop.loading import load_label, load_scan
+from segloop.display import planes
+from segloop.io.readers import load_label, load_scan
 
 pytestmark = pytest.mark.e2e
 

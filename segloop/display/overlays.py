@@ -1,0 +1,103 @@
+"""Extra image layers over a slice figure: the model's uncertainty as a heat layer (no float heatmaps).
+
+`uncertainty_levels` bins a whole uncertainty volume once; `uncertainty_layer` turns one slice of the
+bins into a small palette PNG trace, transparent where the model is sure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segloop.display import planes
+from segloop.display.render import encode_png, png_data_uri
+
+#: Uncertainty bins drawn by the heat layer (normalised entropy); below the first nothing is drawn.
+UNCERTAINTY_THRESHOLDS = (0.1, 0.25, 0.5, 0.75)
+#: Heat colours of the bins, yellow (somewhat unsure) to red (very unsure).
+UNCERTAINTY_COLORS = ((255, 255, 178), (254, 204, 92), (253, 141, 60), (227, 26, 28))
+
+
+def uncertainty_levels(uncertainty: np.ndarray, thresholds: tuple[float, ...] = UNCERTAINTY_THRESHOLDS) -> np.ndarray:
+    """Bin each voxel's uncertainty into heat levels, once per volume, so slices only need a lookup.
+
+    Parameters
+    ----------
+    uncertainty : np.ndarray of float, any shape
+        Uncertainty per voxel, usually normalised entropy in [0, 1].
+    thresholds : tuple of float, optional
+        Increasing lower edges of the bins; `UNCERTAINTY_THRESHOLDS` by default.
+
+    Returns
+    -------
+    np.ndarray of uint8, same shape as `uncertainty`
+        0 below ``thresholds[0]`` (drawn transparent); k when ``thresholds[k-1] <= u < thresholds[k]``
+        (the last bin is open-ended). A value equal to a threshold goes to the higher bin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> uncertainty_levels(np.array([0.0, 0.1, 0.3, 0.6, 0.9]))
+    array([0, 1, 2, 3, 4], dtype=uint8)
+    """
+    return np.digitize(np.asarray(uncertainty, np.float32), np.asarray(thresholds, np.float32)).astype(np.uint8)
+
+
+def uncertainty_layer(levels: np.ndarray, plane: str, index: int, spacing: tuple[float, float, float],
+                      opacity: float = 0.6) -> dict | None:
+    """Make a Plotly image trace (palette PNG, transparent where certain) of one slice of uncertainty bins.
+
+    Parameters
+    ----------
+    levels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+        Bin indices from `uncertainty_levels`, 0..len(UNCERTAINTY_COLORS).
+    plane : {"axial", "coronal", "sagittal"}
+        Viewing plane.
+    index : int
+        Slice index along the plane's RAS axis.
+    spacing : tuple of 3 float
+        Voxel size in mm along the RAS axes; sets the trace's pixel size (dx, dy) in on-screen mm.
+    opacity : float, optional
+        Trace opacity in [0, 1].
+
+    Returns
+    -------
+    dict or None
+        A plain-dict Plotly ``image`` trace named "uncertainty", with hover disabled; None when the
+        slice has no voxel at level 1 or above (nothing to draw).
+
+    Raises
+    ------
+    ValueError
+        When `plane` is not one of the three planes.
+    """
+    sl = np.ascontiguousarray(planes.slice_view(levels, plane, index))
+    if not sl.any():
+        return None
+    row_mm, col_mm = planes.pixel_spacing(spacing, plane)
+    png = encode_png(sl, palette=list(UNCERTAINTY_COLORS))
+    return dict(type="image", source=png_data_uri(png), opacity=opacity, name="uncertainty", hoverinfo="skip",
+                x0=0, y0=0, dx=col_mm, dy=row_mm)
+
+
+def add_layer(figure: dict, layer: dict | None) -> dict:
+    """Insert an image layer right after the figure's other image layers (below hover/selection layers).
+
+    Keeping hover and selection traces on top means they still receive the mouse events.
+
+    Parameters
+    ----------
+    figure : dict
+        A plain-dict Plotly figure (``{"data": [...], "layout": {...}}``), changed in place.
+    layer : dict or None
+        Trace to insert; None leaves the figure unchanged.
+
+    Returns
+    -------
+    dict
+        `figure` itself.
+    """
+    if layer is not None:
+        data = figure["data"]
+        n_images = sum(1 for t in data if t.get("type") == "image")
+        data.insert(n_images, layer)
+    return figure

@@ -1,0 +1,193 @@
+"""Run an ONNX segmentation model on a scan with ONNX Runtime (CUDA when it really loads, else CPU).
+
+The preprocessing is `segloop.model.preprocessing`, exactly what training used; the model card says
+which normalisation and size divisor apply. Sessions are cached per model file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from segloop.config import WEIGHTS_DIR
+from segloop.errors import ModelError
+from segloop.io.volume import Volume
+from segloop.model.card import Augmentation, ModelCard, card_path_for, check_scan_fits, load_card
+from segloop.model.preprocessing import normalize, pad_to_multiple
+
+DEFAULT_MODEL = WEIGHTS_DIR / "hippocampus-unet-v1.onnx"
+
+#: Test-time augmentations a card may list: mirror images along these RAS axes, averaged.
+PLANE_FLIP_AXES = {Augmentation.FLIP_LEFT_RIGHT: 0}
+
+#: Volumes up to this many voxels run in one pass; larger ones by sliding window.
+WHOLE_VOLUME_MAX_VOXELS = 128**3
+
+
+@dataclass
+class Prediction:
+    """A model's output on one scan, all arrays on the scan's RAS grid."""
+
+    labels: np.ndarray  # uint8 (X, Y, Z)
+    probabilities: np.ndarray  # float32 (C, X, Y, Z)
+    uncertainty: np.ndarray  # float32 (X, Y, Z), normalised entropy in 0..1
+    provider: str
+    provider_note: str
+    seconds: float
+    card: ModelCard
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def mean_foreground_uncertainty(self) -> float:
+        """Mean uncertainty where the model predicts any label (0 when it predicts none)."""
+        fg = self.labels > 0
+        return float(self.uncertainty[fg].mean()) if fg.any() else 0.0
+
+
+@dataclass
+class _Session:
+    session: object
+    provider: str
+    note: str
+    card: ModelCard
+    lock: threading.Lock
+
+
+_SESSIONS: dict[tuple[str, float], _Session] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def default_model_path() -> Path:
+    """The model shipped in weights/."""
+    return DEFAULT_MODEL
+
+
+def cuda_status() -> tuple[bool, str]:
+    """(CUDA usable?, plain-words reason) without starting a session."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False, "this onnxruntime build has no CUDA support (install onnxruntime-gpu)"
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False, "no NVIDIA GPU driver was found on this machine (libcuda.so.1 is missing)"
+    return True, ""
+
+
+def _make_session(model_path: Path) -> _Session:
+    import onnxruntime as ort
+
+    card = load_card(card_path_for(model_path))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = max(1, os.cpu_count() or 1)
+    opts.log_severity_level = 3
+    usable, why = cuda_status()
+    try:
+        if usable:
+            sess = ort.InferenceSession(str(model_path), opts,
+                                        providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+            if sess.get_providers()[0] == "CUDAExecutionProvider":
+                return _Session(sess, "CUDAExecutionProvider", "running on the GPU (CUDA)", card, threading.Lock())
+            why = "the CUDA libraries (CUDA 12 runtime, cuDNN 9) could not be loaded by onnxruntime"
+        sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"{model_path.name}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
+    return _Session(sess, "CPUExecutionProvider", f"running on the CPU: {why}", card, threading.Lock())
+
+
+def get_session(model_path: str | Path) -> _Session:
+    """The cached ONNX Runtime session for a model file (reloaded when the file changes)."""
+    path = Path(model_path).resolve()
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    key = (str(path), path.stat().st_mtime)
+    with _SESSIONS_LOCK:
+        if key not in _SESSIONS:
+            _SESSIONS[key] = _make_session(path)
+        return _SESSIONS[key]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=0, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=0, keepdims=True)
+    return logits
+
+
+def _run_logits(sess: _Session, image: np.ndarray, divisor: int, patch: list[int] | None) -> np.ndarray:
+    """Logits (C, X, Y, Z) of a normalised image: one pass, or a sliding window for big volumes."""
+    run = sess.session.run  # type: ignore[attr-defined]
+    if image.size <= WHOLE_VOLUME_MAX_VOXELS:
+        # at least the training patch: InstanceNorm then sees the same amount of padding as in training
+        x, crop = pad_to_multiple(image[None, None], divisor, min_shape=tuple(patch) if patch else None)
+        with sess.lock:
+            out = run(None, {"image": x})[0]
+        return out[0][(slice(None),) + crop[2:]]
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    # windows of the training patch size: InstanceNorm statistics then match what the model saw in training
+    roi = [int(np.ceil(p / divisor) * divisor) for p in (patch or [96, 96, 96])]
+    x, crop = pad_to_multiple(image[None, None], divisor, min_shape=tuple(roi))
+
+    def predictor(t: torch.Tensor) -> torch.Tensor:
+        with sess.lock:
+            return torch.from_numpy(run(None, {"image": t.numpy().astype(np.float32)})[0])
+
+    with torch.no_grad():
+        out = sliding_window_inference(torch.from_numpy(x), roi, 1, predictor, overlap=0.25, mode="gaussian").numpy()
+    return out[0][(slice(None),) + crop[2:]]
+
+
+def keep_largest_component(labels: np.ndarray) -> np.ndarray:
+    """Per label, keep only the largest 3D connected component (26-connectivity)."""
+    out = labels.copy()
+    structure = np.ones((3, 3, 3), bool)
+    for value in np.unique(labels):
+        if value == 0:
+            continue
+        comp, n = ndimage.label(labels == value, structure=structure)
+        if n > 1:
+            sizes = np.bincount(comp.ravel())
+            sizes[0] = 0
+            out[(comp != sizes.argmax()) & (comp > 0)] = 0
+    return out
+
+
+def predict(volume: Volume, model_path: str | Path | None = None, largest_component: bool | None = None) -> Prediction:
+    """Segment a scan; returns labels, probabilities and uncertainty on the scan's RAS grid."""
+    t0 = time.perf_counter()
+    sess = get_session(model_path or DEFAULT_MODEL)
+    card = sess.card
+    warnings = check_scan_fits(card, volume.shape, volume.spacing)
+    divisor = card.input.size_divisor
+    image = normalize(volume.array, card.input.normalization)
+    probs = None
+    flips = card.processing.test_time_augmentation
+    views = [()] + [(PLANE_FLIP_AXES[f],) for f in flips if f in PLANE_FLIP_AXES]
+    for axes in views:
+        logits = _run_logits(sess, np.flip(image, axes) if axes else image, divisor, card.input.patch)
+        if logits.shape[0] != card.num_classes:
+            raise ModelError(f"model {card.name} produced {logits.shape[0]} classes, its card lists {card.num_classes}")
+        p = _softmax(logits.astype(np.float32, copy=False))
+        p = np.flip(p, tuple(a + 1 for a in axes)) if axes else p
+        probs = p if probs is None else probs + p
+    probs = np.ascontiguousarray(probs / len(views), dtype=np.float32)
+    labels = probs.argmax(axis=0).astype(np.uint8)
+    if largest_component is None:
+        largest_component = card.processing.largest_component
+    if largest_component:
+        labels = keep_largest_component(labels)
+    entropy = -(probs * np.log(np.clip(probs, 1e-8, 1.0))).sum(axis=0)
+    uncertainty = (entropy / np.log(probs.shape[0])).astype(np.float32)
+    return Prediction(labels=labels, probabilities=probs, uncertainty=uncertainty, provider=sess.provider,
+                      provider_note=sess.note, seconds=time.perf_counter() - t0, card=card, warnings=warnings)

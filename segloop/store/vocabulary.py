@@ -1,0 +1,56 @@
+"""The store's words, defined once: where a scan came from, kinds of label version, case statuses, run states.
+
+They are `StrEnum`s, so a member equals its string ("correction" == LabelKind.CORRECTION) and is
+stored as that plain string in the database (the CHECK constraints of `database.MIGRATIONS` list the
+same values; a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ScanSource(StrEnum):
+    """How a scan entered the workspace."""
+
+    UPLOADED = "uploaded"  # sent through the browser; copied into the workspace
+    IMPORTED = "imported"  # registered by path from a data folder ("Import data folder", CLI)
+    DATADIR = "datadir"  # opened from SEGLOOP_DATA_DIR or the demo scans, registered on first use
+
+
+class LabelKind(StrEnum):
+    """What made a label version."""
+
+    MODEL = "model"  # a model's prediction
+    CORRECTION = "correction"  # a person's edit
+    APPROVED = "approved"  # a reviewer's approval: a byte copy of the approved version
+    REFERENCE = "reference"  # ground truth imported with the scan
+
+
+class CaseStatus(StrEnum):
+    """A scan's place in the loop, derived from its newest label version."""
+
+    NEW = "new"
+    PREDICTED = "predicted"
+    CORRECTED = "corrected"
+    APPROVED = "approved"
+
+
+class RunState(StrEnum):
+    """A training run's state."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: Label kinds made or checked by a person: what fine-tuning learns from.
+HUMAN_KINDS = (LabelKind.CORRECTION, LabelKind.APPROVED)
+#: Run states of a run that has not ended.
+ACTIVE_RUN_STATES = (RunState.QUEUED, RunState.RUNNING)
+
+#: Status of a scan by the kind of its newest version ('reference' is human-made, not yet approved here).
+STATUS_BY_KIND = {LabelKind.MODEL: CaseStatus.PREDICTED, LabelKind.CORRECTION: CaseStatus.CORRECTED,
+                  LabelKind.REFERENCE: CaseStatus.CORRECTED, LabelKind.APPROVED: CaseStatus.APPROVED}

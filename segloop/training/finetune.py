@@ -1,0 +1,155 @@
+"""The fine-tuning plan: which cases train, which validate, with what settings.
+
+One function, `plan_finetune`, decides it for the Retrain page, `python -m segloop finetune` and
+`bench/feedback_loop.py`, so the three can never disagree:
+
+- training cases: the newest corrected or approved label version of the chosen scans, plus
+  optionally N original training cases of the base model (its card's `split.train`, found in the data
+  folder), sampled with a seeded generator so a plan can be repeated;
+- validation: the base model's own validation split (card `split.validation`) found in the data
+  folder, unless the caller gives a fixed set; a case trained on (same name or same image file) is
+  never used to validate;
+- threads: half the machine's cores, so a web app on the same machine stays responsive.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segloop.data.folders import list_cases
+from segloop.data.splits import Case
+from segloop.errors import ModelError, SegLoopError
+from segloop.model.card import load_card
+from segloop.store.database import Datastore, LabelVersion, ModelRecord
+from segloop.store.vocabulary import HUMAN_KINDS
+
+DEFAULT_EPOCHS = 20
+DEFAULT_LR = 2e-4
+DEFAULT_BATCH_SIZE = 4
+#: Original cases mixed in against forgetting, when the user asks for them.
+DEFAULT_ORIGINAL = 20
+
+
+@dataclass
+class FinetunePlan:
+    """A fine-tuning run, decided but not started; `params` is what `jobs.start_training` takes."""
+
+    base: ModelRecord
+    corrected: dict[str, LabelVersion]  # scan name -> the label version trained on
+    original: list[Case]  # the base model's training cases mixed in
+    validation: list[Case]  # fixed validation set: parent and new model are both scored on it
+    missing_validation: list[str] = field(default_factory=list)  # card validation cases not in the data folder
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_training_cases(self) -> int:
+        return len(self.corrected) + len(self.original)
+
+    def problems(self) -> list[str]:
+        """Why this plan cannot start (empty when it can)."""
+        out = []
+        if not self.n_training_cases:
+            out.append("choose at least one corrected case, or add original training data")
+        if not self.validation:
+            out.append(f"no validation cases: model v{self.base.version}'s card lists no validation split found "
+                       "in the data folder (set SEGLOOP_DATA_DIR, or --data, to its training data)")
+        return out
+
+
+def default_threads() -> int:
+    """Torch threads for a background run: half the cores, so the app on the same machine keeps up."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def corrected_versions(store: Datastore) -> dict[str, LabelVersion]:
+    """The newest corrected or approved label version of every scan that has one, by scan name."""
+    return {store.scan(sid).name: v for sid, v in store.latest_versions(HUMAN_KINDS).items()}
+
+
+def labelled_folder_cases(folder: str | Path | None) -> dict[str, Case]:
+    """Labelled cases of a data folder (any layout `segloop.data.folders` reads), by name; {} without a folder."""
+    if folder is None:
+        return {}
+    return {c.name: Case(c.name, c.image_path, c.label_path) for c in list_cases(folder) if c.label_path}
+
+
+def base_split(model: ModelRecord) -> dict[str, list[str]]:
+    """The train/validation case names of a registered model's card ({} when it has no card)."""
+    if not model.card_path or not Path(model.card_path).is_file():
+        return {}
+    split = load_card(model.card_path).split or {}
+    return {"train": list(split.get("train") or []), "validation": list(split.get("validation") or [])}
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def plan_finetune(store: Datastore, base: ModelRecord | None = None, *, cases: list[str] | None = None,
+                  data_dir: str | Path | None = None, n_original: int = 0, validation: list[Case] | None = None,
+                  epochs: int = DEFAULT_EPOCHS, lr: float = DEFAULT_LR, batch_size: int = DEFAULT_BATCH_SIZE,
+                  augment: bool = True, val_every: int | None = None, threads: int | None = None,
+                  seed: int = 0) -> FinetunePlan:
+    """Decide a fine-tuning run of `base` (default: the active model).
+
+    Parameters
+    ----------
+    cases : list of str, optional
+        Scan names whose newest corrected/approved version to train on; None: all of them.
+    data_dir : path, optional
+        Folder holding the base model's original training and validation cases.
+    n_original : int
+        How many of the base model's training cases to mix in (0: none).
+    validation : list of Case, optional
+        A fixed validation set to use instead of the base card's validation split.
+    val_every : int, optional
+        Also score the validation set every N epochs, for the curves only (never selects weights).
+
+    Returns
+    -------
+    FinetunePlan
+        Check `problems()` before starting it.
+
+    Raises
+    ------
+    SegLoopError
+        A chosen case has no corrected version, or the base model cannot be fine-tuned.
+    """
+    if base is None:
+        base = store.active_model()
+        if base is None:
+            raise ModelError("there is no active model to fine-tune")
+    if not base.checkpoint_path or not Path(base.checkpoint_path).is_file():
+        raise ModelError(f"model v{base.version} has no torch checkpoint to fine-tune from")
+    available = corrected_versions(store)
+    unknown = sorted(set(cases or []) - set(available))
+    if unknown:
+        raise SegLoopError(f"no corrected or approved version of: {', '.join(unknown)}")
+    chosen = {n: available[n] for n in (sorted(available) if cases is None else cases)}
+    folder = labelled_folder_cases(data_dir)
+    split = base_split(base)
+    pool = [n for n in (split.get("train") or sorted(folder)) if n in folder and n not in (split.get("validation") or [])]
+    original: list[Case] = []
+    if n_original > 0 and pool:
+        picks = np.random.default_rng(seed).choice(len(pool), size=min(int(n_original), len(pool)), replace=False)
+        original = [folder[pool[i]] for i in sorted(picks.tolist())]
+    train_images = [store.scan(v.scan_id).image_path for v in chosen.values()] + [c.image for c in original]
+    train_names = set(chosen) | {c.name for c in original}
+    missing: list[str] = []
+    if validation is None:
+        wanted = split.get("validation") or []
+        missing = [n for n in wanted if n not in folder]
+        validation = [folder[n] for n in wanted if n in folder]
+    validation = [c for c in validation
+                  if c.name not in train_names and not any(_same_file(c.image, im) for im in train_images)]
+    params = {"base_model_id": base.id, "label_version_ids": [v.id for v in chosen.values()],
+              "extra_cases": [asdict(c) for c in original], "val_cases": [asdict(c) for c in validation],
+              "epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size), "augment": bool(augment),
+              "val_every": int(val_every) if val_every else None, "threads": int(threads or default_threads()),
+              "seed": int(seed)}
+    return FinetunePlan(base, chosen, original, validation, missing, params)
