@@ -2,12 +2,35 @@
 
 
 class SegLoopError(Exception):
-    """A problem with the user's input or environment that they can act on."""
+    """A problem with the user's input or environment that they can act on.
+
+    The app and the CLI catch it and show its message as-is, instead of a traceback.
+
+    Parameters
+    ----------
+    message : str
+        One clear sentence saying what is wrong (and, where possible, what to do about it).
+    """
 
 
 class ScanError(SegLoopError):
-    """A scan or label file that cannot be used (corrupt, wrong shape, bad values...)."""
+    """A scan or label file that cannot be used (corrupt, wrong shape, bad values...).
+
+    Parameters
+    ----------
+    message : str
+        One sentence naming the file and what is wrong with it.
+    """
 
 
 class ModelError(SegLoopError):
-    """A model that cannot be loaded or does not fit the scan."""
+    """A model that cannot be loaded or does not fit the scan.
+
+    Also raised for registry problems: a missing model or checkpoint file, no active model to
+    fine-tune, nothing to roll back to.
+
+    Parameters
+    ----------
+    message : str
+        One sentence naming the model and what is wrong.
+    """

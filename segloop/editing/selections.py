@@ -21,7 +21,6 @@ from segloop.editing.history import Edit
 from segloop.editing.tools import CLICK_TOOLS, OUTLINE_TOOLS, Tool
 
 
-
 @dataclass(frozen=True)
 class AppliedSelection:
     """What a selection did: the edit and, for a box, the pixel rectangle (rows, cols, inclusive).

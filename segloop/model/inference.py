@@ -33,7 +33,28 @@ WHOLE_VOLUME_MAX_VOXELS = 128**3
 
 @dataclass
 class Prediction:
-    """A model's output on one scan, all arrays on the scan's RAS grid."""
+    """A model's output on one scan, all arrays on the scan's RAS grid.
+
+    Parameters
+    ----------
+    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+        Most probable label per voxel (after the largest-component clean-up when it applied).
+    probabilities : np.ndarray of float32, shape (C, X, Y, Z)
+        Softmax probabilities per class, averaged over the test-time augmentations; sum to 1 over C.
+        ``labels`` is their argmax before any clean-up.
+    uncertainty : np.ndarray of float32, shape (X, Y, Z)
+        Entropy of `probabilities` divided by log(C): 0 = certain, 1 = uniform over the classes.
+    provider : str
+        The ONNX Runtime provider that ran: "CUDAExecutionProvider" or "CPUExecutionProvider".
+    provider_note : str
+        Plain-words note on where it ran and, on the CPU, why not on the GPU.
+    seconds : float
+        Wall time of `predict` (including loading the model on first use).
+    card : ModelCard
+        The model's card.
+    warnings : list of str
+        Plain-English warnings from `check_scan_fits` (spacing or size far from the training data).
+    """
 
     labels: np.ndarray  # uint8 (X, Y, Z)
     probabilities: np.ndarray  # float32 (C, X, Y, Z)
@@ -46,7 +67,13 @@ class Prediction:
 
     @property
     def mean_foreground_uncertainty(self) -> float:
-        """Mean uncertainty where the model predicts any label (0 when it predicts none)."""
+        """Mean uncertainty where the model predicts any label (0 when it predicts none).
+
+        Returns
+        -------
+        float
+            Mean of `uncertainty` over ``labels > 0``, in 0..1; 0.0 when no voxel is foreground.
+        """
         fg = self.labels > 0
         return float(self.uncertainty[fg].mean()) if fg.any() else 0.0
 
@@ -65,12 +92,29 @@ _SESSIONS_LOCK = threading.Lock()
 
 
 def default_model_path() -> Path:
-    """The model shipped in weights/."""
+    """Return the path of the model shipped in weights/.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<project>/weights/hippocampus-unet-v1.onnx`` (`DEFAULT_MODEL`); whether it exists is not checked.
+    """
     return DEFAULT_MODEL
 
 
 def cuda_status() -> tuple[bool, str]:
-    """(CUDA usable?, plain-words reason) without starting a session."""
+    """Return (CUDA usable?, plain-words reason) without starting a session.
+
+    Checks that this onnxruntime build has the CUDA provider and that the NVIDIA driver library
+    (``libcuda.so.1``) loads; whether the CUDA runtime and cuDNN load is only known when a session starts.
+
+    Returns
+    -------
+    usable : bool
+        True when a CUDA session is worth trying.
+    reason : str
+        Why not, for the user; "" when `usable`.
+    """
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -105,7 +149,29 @@ def _make_session(model_path: Path) -> _Session:
 
 
 def get_session(model_path: str | Path) -> _Session:
-    """The cached ONNX Runtime session for a model file (reloaded when the file changes)."""
+    """Return the cached ONNX Runtime session for a model file (reloaded when the file changes).
+
+    The first call for a file (or a new modification time) reads its card and creates the session:
+    CUDA first when `cuda_status` allows, else (or when CUDA does not load) the CPU; ONNX Runtime
+    gets one thread per core. Safe to call from several threads.
+
+    Parameters
+    ----------
+    model_path : str or pathlib.Path
+        The ONNX file; its card must sit beside it (`card_path_for`).
+
+    Returns
+    -------
+    _Session
+        Holds ``session`` (the onnxruntime.InferenceSession), ``provider`` (name of the provider in
+        use), ``note`` (plain words on where it runs), ``card`` (ModelCard) and ``lock`` (a
+        threading.Lock to hold while running it).
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, its card is missing or invalid, or ONNX Runtime cannot load it.
+    """
     path = Path(model_path).resolve()
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
@@ -149,7 +215,26 @@ def _run_logits(sess: _Session, image: np.ndarray, divisor: int, patch: list[int
 
 
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:
-    """Per label, keep only the largest 3D connected component (26-connectivity)."""
+    """Per label, keep only the largest 3D connected component (26-connectivity).
+
+    Parameters
+    ----------
+    labels : np.ndarray of int, shape (X, Y, Z)
+        Label map; 0 is background.
+
+    Returns
+    -------
+    np.ndarray, same shape and dtype as `labels`
+        A copy in which every other component of each label is set to 0 (of equal-sized largest
+        components, the first found in scan order is kept).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([1, 1, 0, 1, 2, 0, 2], np.uint8).reshape(7, 1, 1)
+    >>> keep_largest_component(labels).ravel()
+    array([1, 1, 0, 0, 2, 0, 0], dtype=uint8)
+    """
     out = labels.copy()
     structure = np.ones((3, 3, 3), bool)
     for value in np.unique(labels):
@@ -164,7 +249,41 @@ def keep_largest_component(labels: np.ndarray) -> np.ndarray:
 
 
 def predict(volume: Volume, model_path: str | Path | None = None, largest_component: bool | None = None) -> Prediction:
-    """Segment a scan; returns labels, probabilities and uncertainty on the scan's RAS grid."""
+    """Segment a scan; returns labels, probabilities and uncertainty on the scan's RAS grid.
+
+    The scan is normalised as the card says; a volume of up to `WHOLE_VOLUME_MAX_VOXELS` runs in one
+    pass (padded to the size divisor and at least the training patch), a larger one by MONAI sliding
+    window over training-patch-sized windows (overlap 0.25, Gaussian weights). Each test-time
+    augmentation of the card (a left-right flip) is run too and the probabilities averaged.
+
+    Parameters
+    ----------
+    volume : Volume
+        The scan: ``array`` of float32, shape (X, Y, Z), RAS voxel order; ``spacing`` in mm.
+    model_path : str or pathlib.Path, optional
+        The ONNX model, with its card beside it; default: the shipped model (`DEFAULT_MODEL`).
+    largest_component : bool, optional
+        Keep only the largest connected component per label; None: as the card's processing says.
+
+    Returns
+    -------
+    Prediction
+        Labels, probabilities and uncertainty on the scan's grid, with the provider used, the time
+        taken, the card and any warnings about the scan.
+
+    Raises
+    ------
+    ModelError
+        When the model or its card cannot be loaded, the scan does not fit the model (not 3D, wrong
+        number of channels), or the model's output has a different number of classes than its card.
+
+    Examples
+    --------
+    >>> from segloop.io.readers import load_scan
+    >>> pred = predict(load_scan("hippocampus_001.nii.gz"))       # doctest: +SKIP
+    >>> pred.labels.shape == pred.uncertainty.shape, pred.provider   # doctest: +SKIP
+    (True, 'CPUExecutionProvider')
+    """
     t0 = time.perf_counter()
     sess = get_session(model_path or DEFAULT_MODEL)
     card = sess.card

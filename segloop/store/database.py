@@ -122,7 +122,34 @@ def _dumps(obj: Any) -> str | None:
 
 @dataclass
 class ScanRecord:
-    """A registered scan (the voxels stay in the original file)."""
+    """A registered scan (the voxels stay in the original file): one row of the ``scans`` table.
+
+    Parameters
+    ----------
+    id : int
+        Row id.
+    name : str
+        Unique scan name (the key `Tx.upsert_scan` registers by).
+    image_path : str
+        Absolute path of the scan file, or of the folder holding a DICOM series.
+    source : str
+        A `ScanSource` value: "uploaded", "imported" or "datadir".
+    shape : tuple of 3 int or None
+        Voxel counts from the NIfTI header, in the FILE's own voxel order (not RAS); None for other
+        formats or an unreadable header.
+    spacing : tuple of 3 float or None
+        Voxel size in mm from the NIfTI header (``get_zooms``), file voxel order; None as for `shape`.
+    sha256 : str or None
+        Hex digest of the file when the caller supplied one.
+    size_bytes : int or None
+        File size in bytes when it was registered (None when the path could not be stat'ed).
+    mtime : float or None
+        File modification time (Unix seconds) when it was registered.
+    reference_label_path : str or None
+        Path of the imported ground-truth label map, if any.
+    created_at : float
+        Unix time of the first registration (re-registering keeps it).
+    """
 
     id: int
     name: str
@@ -139,7 +166,37 @@ class ScanRecord:
 
 @dataclass
 class LabelVersion:
-    """One saved, immutable label map of a scan."""
+    """One saved, immutable label map of a scan: one row of the ``label_versions`` table.
+
+    Parameters
+    ----------
+    id : int
+        Row id (unique over all scans).
+    scan_id : int
+        The scan it labels.
+    version : int
+        Number within the scan: 1, 2, 3... in order of saving.
+    kind : str
+        A `LabelKind` value: "model", "correction", "approved" or "reference".
+    path : str
+        Absolute path of the NIfTI file, ``<workspace>/labels/<scan>/v<NNN>_<kind>.nii.gz``, on the
+        scan file's own grid.
+    parent_version_id : int or None
+        Row id of the version it was made from (the approved one, for an 'approved' version).
+    model_id : int or None
+        The model whose prediction it is or descends from.
+    author : str
+        Who saved it ("model" for predictions); may be empty.
+    created_at : float
+        Unix time of the save.
+    note : str
+        Free text given with the save.
+    dice_vs_model : dict of str to float or None
+        Dice per label value (keys are the values as strings, e.g. "1") against the nearest 'model'
+        version up its parent chain; None when there is none (e.g. a model prediction saved without parent).
+    changed_voxels : int or None
+        Voxels that differ from the parent version; None without a parent, 0 for an approval.
+    """
 
     id: int
     scan_id: int
@@ -157,7 +214,36 @@ class LabelVersion:
 
 @dataclass
 class ModelRecord:
-    """A registered model version (ONNX for inference, checkpoint for fine-tuning, card)."""
+    """A registered model version (ONNX for inference, checkpoint for fine-tuning, card): one ``models`` row.
+
+    Parameters
+    ----------
+    id : int
+        Row id.
+    name : str
+        Model name (the card's name unless given at registration).
+    version : int
+        Registry-wide version number, unique: 1, 2, 3...
+    onnx_path : str
+        Absolute path of the ONNX file inside ``<workspace>/models/v<version>/``.
+    checkpoint_path : str or None
+        Path of the torch checkpoint copy (needed to fine-tune), or None.
+    card_path : str or None
+        Path of the card copy (``<stem>.card.json``), or None.
+    parent_id : int or None
+        Row id of the model it was fine-tuned from.
+    created_at : float
+        Unix time of registration.
+    metrics : dict
+        Copy of the card's metrics at registration, as the schema-2 dict of
+        `segloop.model.card.Metrics` (``{}`` without a card).
+    active : bool
+        Whether inference uses it now (at most one model is active).
+    status : str
+        Row status; "ready" for every model registered by SegLoop.
+    note : str
+        Free text, e.g. "shipped model" or "fine-tuned by run #3".
+    """
 
     id: int
     name: str
@@ -175,7 +261,31 @@ class ModelRecord:
 
 @dataclass
 class TrainingRun:
-    """A background fine-tuning run."""
+    """A background fine-tuning run: one row of the ``training_runs`` table.
+
+    Parameters
+    ----------
+    id : int
+        Row id (the run number shown to users).
+    status : str
+        A `RunState` value: "queued", "running", "finished", "failed" or "cancelled".
+    base_model_id : int or None
+        The model being fine-tuned.
+    params : dict
+        The run's settings (`segloop.training.jobs.DEFAULT_PARAMS` overridden by the caller's).
+    run_dir : str or None
+        Run folder, ``<workspace>/runs/run-<NNNN>``.
+    pid : int or None
+        Process id of the background job.
+    created_at, started_at, finished_at : float or None
+        Unix times of queueing (always set), of the job starting and of the run ending.
+    result_model_id : int or None
+        The model registered by a finished run.
+    error : str or None
+        One-line reason of a failed or cancelled run.
+    log_path : str or None
+        The job's combined stdout/stderr log, ``<run_dir>/job.log``.
+    """
 
     id: int
     status: str
@@ -193,7 +303,27 @@ class TrainingRun:
 
 @dataclass
 class PredictionInfo:
-    """Where a model's prediction of a scan is cached, with summary numbers for the review queue."""
+    """Where a model's prediction of a scan is cached, with summary numbers for the review queue.
+
+    One row of the ``predictions`` table; at most one per (scan, model).
+
+    Parameters
+    ----------
+    id : int
+        Row id.
+    scan_id, model_id : int
+        The scan and the model that predicted it.
+    prediction_path : str or None
+        The prediction's label file (its 'model' label version).
+    uncertainty_path : str or None
+        The uncertainty map, a ``.npy`` of float16 in RAS voxel order, shape (X, Y, Z).
+    mean_uncertainty : float or None
+        Mean normalised entropy (0..1) over the predicted foreground; 0.0 when none was predicted.
+    foreground_voxels : int or None
+        Number of voxels predicted as any label other than 0.
+    created_at : float
+        Unix time of the latest write of the row.
+    """
 
     id: int
     scan_id: int
@@ -256,31 +386,105 @@ class _Reads:
 
     # scans
     def scans(self) -> list[ScanRecord]:
+        """List every registered scan.
+
+        Returns
+        -------
+        list of ScanRecord
+            Sorted by name.
+        """
         return [_scan(r) for r in self._all("SELECT * FROM scans ORDER BY name")]
 
     def scan(self, scan_id: int) -> ScanRecord:
+        """Fetch one scan by row id.
+
+        Parameters
+        ----------
+        scan_id : int
+            Row id of the scan.
+
+        Returns
+        -------
+        ScanRecord
+
+        Raises
+        ------
+        SegLoopError
+            When no scan has that id.
+        """
         row = self._one("SELECT * FROM scans WHERE id = ?", (scan_id,))
         if row is None:
             raise SegLoopError(f"scan #{scan_id} is not in the database")
         return _scan(row)
 
     def scan_by_name(self, name: str) -> ScanRecord | None:
+        """Fetch one scan by its unique name.
+
+        Parameters
+        ----------
+        name : str
+            Scan name, exactly as registered.
+
+        Returns
+        -------
+        ScanRecord or None
+            None when no scan has that name.
+        """
         row = self._one("SELECT * FROM scans WHERE name = ?", (name,))
         return _scan(row) if row else None
 
     # label versions
     def label_versions(self, scan_id: int) -> list[LabelVersion]:
+        """List the label versions of one scan.
+
+        Parameters
+        ----------
+        scan_id : int
+            Row id of the scan.
+
+        Returns
+        -------
+        list of LabelVersion
+            Oldest (version 1) first; empty for an unknown scan.
+        """
         return [_version(r) for r in self._all(
             "SELECT * FROM label_versions WHERE scan_id = ? ORDER BY version", (scan_id,))]
 
     def label_version(self, version_id: int) -> LabelVersion:
+        """Fetch one label version by row id.
+
+        Parameters
+        ----------
+        version_id : int
+            Row id of the version (not its per-scan version number).
+
+        Returns
+        -------
+        LabelVersion
+
+        Raises
+        ------
+        SegLoopError
+            When no version has that id.
+        """
         row = self._one("SELECT * FROM label_versions WHERE id = ?", (version_id,))
         if row is None:
             raise SegLoopError(f"label version #{version_id} is not in the database")
         return _version(row)
 
     def latest_versions(self, kinds: tuple[str, ...] | None = None) -> dict[int, LabelVersion]:
-        """The newest label version of every scan (of the given kinds), keyed by scan id."""
+        """Return the newest label version of every scan (of the given kinds), keyed by scan id.
+
+        Parameters
+        ----------
+        kinds : tuple of str, optional
+            `LabelKind` values to consider; None or empty: every kind.
+
+        Returns
+        -------
+        dict of int to LabelVersion
+            Scan id -> its highest-numbered version among `kinds`; scans without one are left out.
+        """
         where, params = "", ()
         if kinds:
             where = f"WHERE kind IN ({','.join('?' * len(kinds))})"
@@ -290,43 +494,142 @@ class _Reads:
 
     # models
     def models(self) -> list[ModelRecord]:
+        """List every registered model.
+
+        Returns
+        -------
+        list of ModelRecord
+            Oldest version first.
+        """
         return [_model(r) for r in self._all("SELECT * FROM models ORDER BY version")]
 
     def model(self, model_id: int) -> ModelRecord:
+        """Fetch one model by row id.
+
+        Parameters
+        ----------
+        model_id : int
+            Row id of the model (not its version number).
+
+        Returns
+        -------
+        ModelRecord
+
+        Raises
+        ------
+        SegLoopError
+            When no model has that id.
+        """
         row = self._one("SELECT * FROM models WHERE id = ?", (model_id,))
         if row is None:
             raise SegLoopError(f"model #{model_id} is not in the registry")
         return _model(row)
 
     def model_by_version(self, version: int) -> ModelRecord:
+        """Fetch one model by its registry version number.
+
+        Parameters
+        ----------
+        version : int
+            Version number as shown to users ("v3" is 3).
+
+        Returns
+        -------
+        ModelRecord
+
+        Raises
+        ------
+        SegLoopError
+            When no model has that version.
+        """
         row = self._one("SELECT * FROM models WHERE version = ?", (version,))
         if row is None:
             raise SegLoopError(f"model version {version} is not in the registry")
         return _model(row)
 
     def active_model(self) -> ModelRecord | None:
+        """Fetch the model inference uses now.
+
+        Returns
+        -------
+        ModelRecord or None
+            None when no model is active (an empty registry).
+        """
         row = self._one("SELECT * FROM models WHERE active = 1")
         return _model(row) if row else None
 
     def activations(self) -> list[dict[str, Any]]:
+        """List the activation history.
+
+        Returns
+        -------
+        list of dict
+            One dict per activation or rollback, oldest first, with keys ``id``, ``model_id``,
+            ``previous_model_id`` (None for the first), ``action`` ("activate" or "rollback"), ``author``
+            and ``created_at`` (Unix time).
+        """
         return [dict(r) for r in self._all("SELECT * FROM model_activations ORDER BY id")]
 
     # training runs
     def runs(self) -> list[TrainingRun]:
+        """List every training run.
+
+        Returns
+        -------
+        list of TrainingRun
+            Oldest (lowest id) first.
+        """
         return [_run(r) for r in self._all("SELECT * FROM training_runs ORDER BY id")]
 
     def run(self, run_id: int) -> TrainingRun:
+        """Fetch one training run by id.
+
+        Parameters
+        ----------
+        run_id : int
+            Row id of the run.
+
+        Returns
+        -------
+        TrainingRun
+
+        Raises
+        ------
+        SegLoopError
+            When no run has that id.
+        """
         row = self._one("SELECT * FROM training_runs WHERE id = ?", (run_id,))
         if row is None:
             raise SegLoopError(f"training run #{run_id} is not in the database")
         return _run(row)
 
     def active_runs(self) -> list[TrainingRun]:
+        """List the runs that have not ended (status "queued" or "running"), as recorded.
+
+        A run whose process died is still listed until `segloop.training.jobs.refresh_runs` marks it failed.
+
+        Returns
+        -------
+        list of TrainingRun
+            Oldest first.
+        """
         return [_run(r) for r in self._all(
             "SELECT * FROM training_runs WHERE status IN ('queued', 'running') ORDER BY id")]
 
     # predictions
     def predictions(self, model_id: int | None = None) -> list[PredictionInfo]:
+        """List the stored prediction summaries.
+
+        Parameters
+        ----------
+        model_id : int, optional
+            Only this model's predictions; None: every model's.
+
+        Returns
+        -------
+        list of PredictionInfo
+            Ordered by scan id (then by time written, when all models are listed).
+        """
         if model_id is None:
             rows = self._all("SELECT * FROM predictions ORDER BY scan_id, created_at")
         else:
@@ -335,7 +638,16 @@ class _Reads:
 
 
 class Tx(_Reads):
-    """An open write transaction (BEGIN IMMEDIATE: holds the single write lock until it ends)."""
+    """An open write transaction (BEGIN IMMEDIATE: holds the single write lock until it ends).
+
+    Get one from `Datastore.write`, which commits or rolls it back; the read methods of `Datastore`
+    work here too and see the transaction's own uncommitted writes.
+
+    Parameters
+    ----------
+    conn : sqlite3.Connection
+        A connection with the transaction already begun.
+    """
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
@@ -351,7 +663,37 @@ class Tx(_Reads):
     def upsert_scan(self, name: str, image_path: str, source: str, shape: tuple | None = None,
                     spacing: tuple | None = None, sha256: str | None = None, size_bytes: int | None = None,
                     mtime: float | None = None, reference_label_path: str | None = None) -> int:
-        """Register a scan by name (updating the path and facts of an existing one); returns its id."""
+        """Register a scan by name (updating the path and facts of an existing one); returns its id.
+
+        Parameters
+        ----------
+        name : str
+            Unique scan name; an existing scan of that name is updated, not duplicated.
+        image_path : str
+            Path of the scan file or DICOM folder, stored as given.
+        source : str
+            A `ScanSource` value; recorded for a new scan only (an existing scan keeps its source).
+        shape, spacing : tuple, optional
+            Header facts (see `ScanRecord`); stored as JSON lists, replacing the old ones.
+        sha256 : str, optional
+            Hex digest of the file.
+        size_bytes : int, optional
+            File size in bytes.
+        mtime : float, optional
+            File modification time, Unix seconds.
+        reference_label_path : str, optional
+            Ground-truth label file; None keeps the one already recorded.
+
+        Returns
+        -------
+        int
+            Row id of the inserted or updated scan.
+
+        Raises
+        ------
+        ValueError
+            When `source` is not a `ScanSource` value.
+        """
         if source not in ScanSource.__members__.values():
             raise ValueError(f"scan source must be one of {[s.value for s in ScanSource]}")
         self._exec(
@@ -368,15 +710,72 @@ class Tx(_Reads):
 
     # label versions
     def max_label_version(self, scan_id: int) -> int:
+        """Return the highest version number of a scan's label versions.
+
+        Parameters
+        ----------
+        scan_id : int
+            Row id of the scan.
+
+        Returns
+        -------
+        int
+            0 when the scan has none (so the next version is this + 1).
+        """
         return int(self._exec("SELECT COALESCE(MAX(version), 0) FROM label_versions WHERE scan_id = ?",
                               (scan_id,)).fetchone()[0])
 
     def label_paths(self, scan_id: int) -> set[str]:
+        """Return the file paths of a scan's registered label versions.
+
+        Parameters
+        ----------
+        scan_id : int
+            Row id of the scan.
+
+        Returns
+        -------
+        set of str
+            Paths as stored; empty when the scan has none.
+        """
         return {r[0] for r in self._exec("SELECT path FROM label_versions WHERE scan_id = ?", (scan_id,))}
 
     def insert_label_version(self, scan_id: int, version: int, kind: str, path: str, parent_version_id: int | None,
                              model_id: int | None, author: str, note: str, dice_vs_model: dict | None,
                              changed_voxels: int | None) -> int:
+        """Insert one label version row (the file must already be in place).
+
+        Parameters
+        ----------
+        scan_id : int
+            Row id of the scan.
+        version : int
+            The scan's next version number (`max_label_version` + 1).
+        kind : str
+            A `LabelKind` value.
+        path : str
+            The version's label file.
+        parent_version_id, model_id : int or None
+            See `LabelVersion`.
+        author, note : str
+            Who saved it, and free text.
+        dice_vs_model : dict or None
+            Dice per label value against the model prediction it descends from; stored as JSON.
+        changed_voxels : int or None
+            Voxels changed relative to the parent.
+
+        Returns
+        -------
+        int
+            Row id of the new version; ``created_at`` is now.
+
+        Raises
+        ------
+        ValueError
+            When `kind` is not a `LabelKind` value.
+        sqlite3.IntegrityError
+            When the scan already has that version number, or an id does not exist.
+        """
         if kind not in LabelKind.__members__.values():
             raise ValueError(f"label version kind must be one of {[k.value for k in LabelKind]}")
         cur = self._exec(
@@ -389,11 +788,47 @@ class Tx(_Reads):
 
     # models
     def max_model_version(self) -> int:
+        """Return the highest registered model version.
+
+        Returns
+        -------
+        int
+            0 for an empty registry.
+        """
         return int(self._exec("SELECT COALESCE(MAX(version), 0) FROM models").fetchone()[0])
 
     def insert_model(self, name: str, version: int, onnx_path: str, checkpoint_path: str | None,
                      card_path: str | None, parent_id: int | None, metrics: dict, status: str = "ready",
                      note: str = "") -> int:
+        """Insert one model row, inactive (the files must already be in place).
+
+        Parameters
+        ----------
+        name : str
+            Model name.
+        version : int
+            Registry version; must be unused.
+        onnx_path, checkpoint_path, card_path : str or None
+            The model's files (`onnx_path` is required).
+        parent_id : int or None
+            Row id of the model it was fine-tuned from.
+        metrics : dict
+            The card's metrics as a schema-2 dict, stored as JSON (None or empty: ``{}``).
+        status : str, optional
+            Row status.
+        note : str, optional
+            Free text.
+
+        Returns
+        -------
+        int
+            Row id of the new model.
+
+        Raises
+        ------
+        sqlite3.IntegrityError
+            When `version` is already taken or `parent_id` does not exist.
+        """
         cur = self._exec(
             """INSERT INTO models (name, version, onnx_path, checkpoint_path, card_path, parent_id, created_at,
                                    metrics, active, status, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)""",
@@ -402,7 +837,30 @@ class Tx(_Reads):
         return int(cur.lastrowid)
 
     def set_active_model(self, model_id: int, action: str, author: str = "") -> None:
-        """Make `model_id` the only active model and record it in the activation history."""
+        """Make `model_id` the only active model and record it in the activation history.
+
+        Parameters
+        ----------
+        model_id : int
+            Row id of the model to activate.
+        action : {"activate", "rollback"}
+            What the history records.
+        author : str, optional
+            Who did it.
+
+        Returns
+        -------
+        None
+            Side effects: every other model is deactivated and a ``model_activations`` row is inserted
+            with the previously active model (even when `model_id` was already active).
+
+        Raises
+        ------
+        SegLoopError
+            When no model has that id.
+        sqlite3.IntegrityError
+            When `action` is not one of the two above.
+        """
         prev = self._exec("SELECT id FROM models WHERE active = 1").fetchone()
         self._exec("UPDATE models SET active = 0 WHERE active = 1")
         if self._exec("UPDATE models SET active = 1 WHERE id = ?", (model_id,)).rowcount != 1:
@@ -412,12 +870,44 @@ class Tx(_Reads):
 
     # training runs
     def insert_run(self, base_model_id: int | None, params: dict) -> int:
+        """Insert a training run with status "queued".
+
+        Parameters
+        ----------
+        base_model_id : int or None
+            The model to fine-tune.
+        params : dict
+            The run's settings, stored as JSON.
+
+        Returns
+        -------
+        int
+            Row id of the new run; ``created_at`` is now, every other field empty.
+        """
         cur = self._exec("INSERT INTO training_runs (status, base_model_id, params, created_at) VALUES ('queued', ?, ?, ?)",
                          (base_model_id, _dumps(params), time.time()))
         return int(cur.lastrowid)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
-        """Set columns of a run (status, pid, run_dir, log_path, started_at, finished_at, result_model_id, error, params)."""
+        """Set columns of a run.
+
+        Parameters
+        ----------
+        run_id : int
+            Row id of the run; an unknown id changes nothing.
+        **fields
+            At least one of ``status``, ``pid``, ``run_dir``, ``log_path``, ``started_at``, ``finished_at``
+            (Unix times), ``result_model_id``, ``error`` and ``params`` (a dict, stored as JSON).
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        ValueError
+            When a field name is not one of those.
+        """
         allowed = {"status", "pid", "run_dir", "log_path", "started_at", "finished_at", "result_model_id", "error",
                    "params"}
         bad = set(fields) - allowed
@@ -432,6 +922,29 @@ class Tx(_Reads):
     def upsert_prediction(self, scan_id: int, model_id: int, prediction_path: str | None,
                           uncertainty_path: str | None, mean_uncertainty: float | None,
                           foreground_voxels: int | None) -> int:
+        """Insert or replace the prediction summary of a scan by a model (one row per pair).
+
+        Parameters
+        ----------
+        scan_id, model_id : int
+            The scan and the model that predicted it.
+        prediction_path, uncertainty_path : str or None
+            Where the label file and the uncertainty map are.
+        mean_uncertainty : float or None
+            Mean normalised entropy over the predicted foreground.
+        foreground_voxels : int or None
+            Number of voxels predicted as foreground.
+
+        Returns
+        -------
+        int
+            Row id of the row, kept when an existing row is replaced (its ``created_at`` becomes now).
+
+        Raises
+        ------
+        sqlite3.IntegrityError
+            When the scan or the model does not exist.
+        """
         self._exec(
             """INSERT INTO predictions (scan_id, model_id, prediction_path, uncertainty_path, mean_uncertainty,
                                         foreground_voxels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -446,7 +959,28 @@ class Tx(_Reads):
 
 
 def resolve_db_path(url: str | None = None, workspace: str | Path | None = None) -> tuple[Path, Path]:
-    """(database file, workspace folder) from an explicit URL, SEGLOOP_DB_URL, or the workspace default."""
+    """Return (database file, workspace folder) from an explicit URL, SEGLOOP_DB_URL, or the workspace default.
+
+    Parameters
+    ----------
+    url : str, optional
+        ``sqlite:///abs/path.db``; when None (or empty), SEGLOOP_DB_URL is used if set.
+    workspace : str or pathlib.Path, optional
+        Workspace folder; default: the database's folder when a URL is in play, else
+        `segloop.config.workspace_dir()`.
+
+    Returns
+    -------
+    db : pathlib.Path
+        Absolute path of the database file (``<workspace>/segloop.db`` without a URL).
+    workspace : pathlib.Path
+        Absolute path of the workspace folder. Nothing is created.
+
+    Raises
+    ------
+    SegLoopError
+        When the URL is not a ``sqlite:///`` URL.
+    """
     ws = Path(workspace).expanduser().resolve() if workspace else None
     url = url or os.environ.get("SEGLOOP_DB_URL", "").strip() or None
     if url:
@@ -459,7 +993,43 @@ def resolve_db_path(url: str | None = None, workspace: str | Path | None = None)
 
 
 class Datastore(_Reads):
-    """SegLoop's database. Cheap to create; each call opens a short-lived connection (thread/process safe)."""
+    """SegLoop's database. Cheap to create; each call opens a short-lived connection (thread/process safe).
+
+    Creating one creates the workspace and database folders when missing, switches the file to
+    WAL mode and brings its schema up to date (`migrate`).
+
+    Parameters
+    ----------
+    url : str, optional
+        ``sqlite:///abs/path.db``; see `resolve_db_path` for the defaults.
+    workspace : str or pathlib.Path, optional
+        Folder for label versions, models, runs and predictions; see `resolve_db_path`.
+    busy_timeout_s : float, optional
+        How long a writer waits for another writer's lock before failing, in seconds.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The database file.
+    workspace : pathlib.Path
+        The workspace folder.
+    url : str
+        ``sqlite:///<path>``, to hand to another process (the training job).
+    busy_timeout_s : float
+        As given.
+
+    Raises
+    ------
+    SegLoopError
+        When the URL is not supported, or the database was made by a newer SegLoop.
+
+    Examples
+    --------
+    >>> store = Datastore(workspace="/tmp/segloop-ws")                 # doctest: +SKIP
+    >>> scan = store.add_scan("case1", "/data/case1.nii.gz")           # doctest: +SKIP
+    >>> store.scan_by_name("case1").id == scan.id                      # doctest: +SKIP
+    True
+    """
 
     def __init__(self, url: str | None = None, workspace: str | Path | None = None, busy_timeout_s: float = 60.0):
         self.path, self.workspace = resolve_db_path(url, workspace)
@@ -487,10 +1057,20 @@ class Datastore(_Reads):
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction (BEGIN IMMEDIATE): committed on success, rolled back on any exception.
+        """Open a write transaction (BEGIN IMMEDIATE): committed on success, rolled back on any exception.
 
         Taking the write lock up front makes read-then-write sequences (allocating the next version
         number) safe between processes: a second writer waits up to `busy_timeout_s`.
+
+        Yields
+        ------
+        Tx
+            The transaction; the connection is closed when the ``with`` block ends.
+
+        Raises
+        ------
+        sqlite3.OperationalError
+            "database is locked" when another writer holds the lock for longer than `busy_timeout_s`.
         """
         conn = self._connect()
         try:
@@ -505,11 +1085,32 @@ class Datastore(_Reads):
             conn.close()
 
     def schema_version(self) -> int:
+        """Return the database's schema version (``PRAGMA user_version``).
+
+        Returns
+        -------
+        int
+            `SCHEMA_VERSION` once `migrate` has run.
+        """
         with self._reading() as conn:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> int:
-        """Bring the schema up to `SCHEMA_VERSION` (idempotent, one transaction per step); returns the version."""
+        """Bring the schema up to `SCHEMA_VERSION` (idempotent, one transaction per step); returns the version.
+
+        Safe when several processes migrate at once: each step re-reads the version under the write lock.
+        Also puts the database in WAL journal mode (a setting stored in the file).
+
+        Returns
+        -------
+        int
+            The schema version reached, `SCHEMA_VERSION`.
+
+        Raises
+        ------
+        SegLoopError
+            When the database's schema is newer than this SegLoop's.
+        """
         conn = self._connect()
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -538,7 +1139,32 @@ class Datastore(_Reads):
     # convenience writes (each its own transaction)
     def add_scan(self, name: str, image_path: str | Path, source: str = ScanSource.UPLOADED,
                  reference_label_path: str | Path | None = None, sha256: str | None = None) -> ScanRecord:
-        """Register one scan file by path (header facts only; voxels are not read or copied)."""
+        """Register one scan file by path (header facts only; voxels are not read or copied).
+
+        Parameters
+        ----------
+        name : str
+            Unique scan name; an existing scan of that name gets the new path and facts.
+        image_path : str or pathlib.Path
+            The scan file or DICOM folder; stored resolved to an absolute path.
+        source : str, optional
+            A `ScanSource` value (kept unchanged for an existing scan).
+        reference_label_path : str or pathlib.Path, optional
+            Ground-truth label file; None keeps any already recorded.
+        sha256 : str, optional
+            Hex digest of the file, when the caller computed one.
+
+        Returns
+        -------
+        ScanRecord
+            The scan as stored; size and mtime from the file system, shape and spacing from the header
+            of a NIfTI file (None otherwise). One row inserted or updated, in its own transaction.
+
+        Raises
+        ------
+        ValueError
+            When `source` is not a `ScanSource` value.
+        """
         facts = _file_facts(Path(image_path))
         with self.write() as tx:
             sid = tx.upsert_scan(name, str(Path(image_path).resolve()), source, sha256=sha256,
@@ -550,6 +1176,23 @@ class Datastore(_Reads):
         """Register every scan of a folder by path (no copies), with its reference label when there is one.
 
         Any layout `segloop.data.folders.list_cases` reads (MSD, NIfTI/NRRD/MHA files, DICOM series folders).
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            The data folder.
+        source : str, optional
+            `ScanSource` value for newly registered scans.
+
+        Returns
+        -------
+        list of ScanRecord
+            One per case, sorted by case name; all rows inserted or updated in one transaction.
+
+        Raises
+        ------
+        SegLoopError
+            When `folder` is not a folder or holds no scans (or as `list_cases`).
         """
         folder = Path(folder)
         if not folder.is_dir():
@@ -567,7 +1210,31 @@ class Datastore(_Reads):
     def record_prediction(self, scan_id: int, model_id: int, prediction_path: str | Path | None = None,
                           uncertainty_path: str | Path | None = None, mean_uncertainty: float | None = None,
                           foreground_voxels: int | None = None) -> PredictionInfo:
-        """Remember where a model's prediction of a scan is cached (one row per scan and model)."""
+        """Remember where a model's prediction of a scan is cached (one row per scan and model).
+
+        Parameters
+        ----------
+        scan_id, model_id : int
+            The scan and the model that predicted it.
+        prediction_path : str or pathlib.Path, optional
+            The prediction's label file.
+        uncertainty_path : str or pathlib.Path, optional
+            The uncertainty map (.npy).
+        mean_uncertainty : float, optional
+            Mean normalised entropy (0..1) over the predicted foreground.
+        foreground_voxels : int, optional
+            Number of foreground voxels predicted.
+
+        Returns
+        -------
+        PredictionInfo
+            The stored row; an earlier row for the same scan and model is replaced.
+
+        Raises
+        ------
+        sqlite3.IntegrityError
+            When the scan or the model does not exist.
+        """
         with self.write() as tx:
             pid = tx.upsert_prediction(scan_id, model_id, str(prediction_path) if prediction_path else None,
                                        str(uncertainty_path) if uncertainty_path else None, mean_uncertainty,

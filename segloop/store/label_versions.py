@@ -41,7 +41,21 @@ _TMP_FILE = re.compile(r"tmp-(\d+)-")
 
 
 def labels_dir(store: Datastore, scan_name: str) -> Path:
-    """Folder of a scan's label versions (the name made safe as one folder name)."""
+    """Return the folder of a scan's label versions (the name made safe as one folder name).
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    scan_name : str
+        Scan name; characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_`` and
+        leading dots are dropped ("scan" when nothing is left).
+
+    Returns
+    -------
+    pathlib.Path
+        ``<workspace>/labels/<safe name>``; not created here.
+    """
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", scan_name).lstrip(".") or "scan"
     return store.workspace / "labels" / safe
 
@@ -121,6 +135,49 @@ def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, re
 
     Records Dice per label against the model prediction it descends from and the number of
     voxels changed relative to the parent version. `model_id` defaults to the parent's.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    scan_id : int
+        Row id of the scan.
+    label_ras : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+        The label map on `reference`'s grid (whole values 0..65535; saved as uint16 above 255).
+    reference : Volume
+        The loaded scan; the file is written on its original grid (`segloop.io.writers.save_label`).
+    kind : str
+        A `LabelKind` value.
+    author : str, optional
+        Who saved it.
+    parent_version_id : int, optional
+        Row id of the version this one was edited from (same scan).
+    model_id : int, optional
+        Model the labels come from; default: the parent's.
+    note : str, optional
+        Free text.
+
+    Returns
+    -------
+    LabelVersion
+        The committed version, numbered one above the scan's current highest.
+
+    Raises
+    ------
+    ValueError
+        When `kind` is not a `LabelKind` value.
+    SegLoopError
+        When the shape differs from `reference`'s, the scan or the parent version is unknown, or the
+        parent belongs to another scan.
+    segloop.errors.ScanError
+        When the parent's (or its model ancestor's) label file cannot be read on `reference`'s grid.
+
+    Notes
+    -----
+    Side effects: ``<labels_dir>/v<NNN>_<kind>.nii.gz`` is written (via a hidden temporary file that
+    is always removed) and one ``label_versions`` row inserted, in one write transaction. Under the
+    same lock, version files without a row are moved to ``orphaned/`` and temporary files of dead
+    processes are deleted (see the module docstring).
     """
     if kind not in LabelKind.__members__.values():
         raise ValueError(f"unknown label version kind {kind!r}")
@@ -147,18 +204,82 @@ def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, re
 
 
 def list_versions(store: Datastore, scan_id: int) -> list[LabelVersion]:
-    """All label versions of a scan, oldest first."""
+    """List all label versions of a scan, oldest first.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    scan_id : int
+        Row id of the scan.
+
+    Returns
+    -------
+    list of LabelVersion
+        Version 1 first; empty for a scan without versions (or an unknown id).
+    """
     return store.label_versions(scan_id)
 
 
 def load_version(store: Datastore, version_id: int, reference: Volume) -> np.ndarray:
-    """A saved version's label map in RAS order on `reference`'s grid."""
+    """Load a saved version's label map in RAS order on `reference`'s grid.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    version_id : int
+        Row id of the version.
+    reference : Volume
+        The scan the version labels; the file must lie on its grid.
+
+    Returns
+    -------
+    np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+        The label map (uint16 when a value is above 255), shape ``reference.shape``.
+
+    Raises
+    ------
+    SegLoopError
+        When the version is not in the database.
+    segloop.errors.ScanError
+        When its file cannot be read or is not on `reference`'s grid.
+    """
     v = store.label_version(version_id)
     return load_label(v.path, reference=reference).array
 
 
 def approve(store: Datastore, version_id: int, author: str = "", note: str = "") -> LabelVersion:
-    """Approve a version: a new 'approved' version with the same voxels, pointing to it."""
+    """Approve a version: a new 'approved' version with the same voxels, pointing to it.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    version_id : int
+        Row id of the version to approve.
+    author : str, optional
+        The reviewer.
+    note : str, optional
+        Free text.
+
+    Returns
+    -------
+    LabelVersion
+        The new 'approved' version: parent `version_id`, the same model id, ``changed_voxels`` 0 and
+        Dice against the nearest model prediction. An already approved version is returned as is,
+        with nothing written.
+
+    Raises
+    ------
+    SegLoopError
+        When the version is not in the database.
+
+    Notes
+    -----
+    Side effects: a byte copy of the approved file, ``<labels_dir>/v<NNN>_approved.nii.gz``, and one
+    ``label_versions`` row, committed as in `save_label_version`.
+    """
     v = store.label_version(version_id)
     if v.kind == LabelKind.APPROVED:
         return v
@@ -176,9 +297,26 @@ def approve(store: Datastore, version_id: int, author: str = "", note: str = "")
 
 
 def status_from_versions(versions: list[LabelVersion], has_prediction: bool = False) -> str:
-    """'new', 'predicted', 'corrected' or 'approved', from a scan's newest version.
+    """Return 'new', 'predicted', 'corrected' or 'approved', from a scan's newest version.
 
     A 'reference' label (imported ground truth) counts as 'corrected': human-made, not yet approved here.
+
+    Parameters
+    ----------
+    versions : list of LabelVersion
+        Some or all versions of one scan, any order; the highest ``version`` number decides.
+    has_prediction : bool, optional
+        Whether a prediction row exists; only used when `versions` is empty.
+
+    Returns
+    -------
+    CaseStatus
+        A `CaseStatus` member (equal to its plain string).
+
+    Examples
+    --------
+    >>> status_from_versions([]) == "new", status_from_versions([], has_prediction=True) == "predicted"
+    (True, True)
     """
     if not versions:
         return CaseStatus.PREDICTED if has_prediction else CaseStatus.NEW
@@ -186,13 +324,38 @@ def status_from_versions(versions: list[LabelVersion], has_prediction: bool = Fa
 
 
 def scan_status(store: Datastore, scan_id: int) -> str:
-    """Derived status of one scan."""
+    """Return the derived status of one scan (see `status_from_versions`).
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    scan_id : int
+        Row id of the scan.
+
+    Returns
+    -------
+    CaseStatus
+        From its newest label version; "predicted" or "new" without one, by whether any model's
+        prediction row exists for it.
+    """
     has_pred = any(p.scan_id == scan_id for p in store.predictions())
     return status_from_versions(store.label_versions(scan_id), has_pred)
 
 
 def scan_statuses(store: Datastore) -> dict[int, str]:
-    """Derived status of every scan, keyed by scan id."""
+    """Return the derived status of every scan, keyed by scan id (three queries, whatever the number of scans).
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+
+    Returns
+    -------
+    dict of int to CaseStatus
+        Scan id -> status, for every registered scan.
+    """
     latest = store.latest_versions()
     predicted = {p.scan_id for p in store.predictions()}
     return {s.id: status_from_versions([latest[s.id]] if s.id in latest else [], s.id in predicted)

@@ -23,10 +23,36 @@ from segloop.store.vocabulary import LabelKind
 
 def ensure_scan(store: Datastore, name: str, volume: Volume, source: str,
                 reference_label_path: str | None = None) -> ScanRecord:
-    """The datastore record of a scan, registering it by path on first use.
+    """Return the datastore record of a scan, registering it by path on first use.
 
     A scan without a readable file on disk (an upload) is written once into
     `<workspace>/scans/` as NIfTI so its label versions always have their image.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    name : str
+        Scan name; a scan already registered under it is returned as is (nothing is checked or updated).
+    volume : Volume
+        The loaded scan; its ``source_path`` is registered when that file exists.
+    source : str
+        Where the app got the scan: "data folder" or "demo" register it as "datadir", anything else
+        as "uploaded".
+    reference_label_path : str, optional
+        Ground-truth label file to record with a newly registered scan.
+
+    Returns
+    -------
+    ScanRecord
+        The existing or newly registered scan.
+
+    Notes
+    -----
+    Side effects on first use: one ``scans`` row; and when ``volume.source_path`` is not an existing
+    file, ``<workspace>/scans/<name>.nii.gz`` (name made file-safe) is written atomically unless it
+    already exists: the voxels as float32 in the file's own voxel order with ``source_affine`` as
+    qform and sform (code 1), and the scan is registered as "uploaded".
     """
     found = store.scan_by_name(name)
     if found is not None:
@@ -46,7 +72,21 @@ def ensure_scan(store: Datastore, name: str, volume: Volume, source: str,
 
 
 def predictions_dir(store: Datastore, scan_name: str) -> Path:
-    """Folder of a scan's cached model outputs (uncertainty maps)."""
+    """Return the folder of a scan's cached model outputs (uncertainty maps).
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    scan_name : str
+        Scan name; characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_`` and
+        leading dots are dropped ("scan" when nothing is left).
+
+    Returns
+    -------
+    pathlib.Path
+        ``<workspace>/predictions/<safe name>``; not created here.
+    """
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", scan_name).lstrip(".") or "scan"
     return store.workspace / "predictions" / safe
 
@@ -57,6 +97,42 @@ def record_model_output(store: Datastore, scan: ScanRecord, reference: Volume, l
     """Save a model's output: a 'model' label version, the uncertainty map (.npy) and the prediction row.
 
     The prediction row needs a registered model; without one (model_id None) only the version is saved.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    scan : ScanRecord
+        The scan that was predicted.
+    reference : Volume
+        The loaded scan: the grid of `labels` and `uncertainty`, and the geometry the label file is saved with.
+    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+        The predicted label map on `reference`'s grid.
+    uncertainty : np.ndarray of float, shape (X, Y, Z), RAS voxel order
+        Normalised entropy per voxel, 0..1 (`segloop.model.inference.Prediction.uncertainty`).
+    model_id : int or None
+        Row id of the registered model that made it.
+    note : str, optional
+        Free text stored with the label version.
+
+    Returns
+    -------
+    version : LabelVersion
+        The new 'model' version (author "model"), saved by `save_label_version`.
+    info : PredictionInfo or None
+        The scan's prediction row for `model_id` (mean uncertainty over ``labels > 0``, 0.0 without
+        foreground, and the foreground voxel count); None when `model_id` is None.
+
+    Raises
+    ------
+    SegLoopError
+        When the scan is not in the database or `labels` does not have the reference's shape.
+
+    Notes
+    -----
+    Side effects: the label file and ``label_versions`` row (see `save_label_version`);
+    ``<predictions_dir>/model<model_id>_uncertainty.npy`` (float16, replaced atomically); and one
+    ``predictions`` row inserted or replaced.
     """
     version = save_label_version(store, scan.id, labels, reference, kind=LabelKind.MODEL, author="model",
                                  model_id=model_id, note=note)

@@ -22,6 +22,9 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
     Returns
     -------
     bool
+        True for a live process (with `marker` in its command line, when given); also True for a
+        process of another user whose command line cannot be read. False for None/0, a process that
+        no longer exists, a zombie, or a command line without `marker`.
     """
     if not pid:
         return False

@@ -26,6 +26,18 @@ SHIPPED_STEM = "hippocampus-unet-v1"
 
 
 def models_dir(store: Datastore) -> Path:
+    """Return the registry's folder.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<workspace>/models``, holding one ``v<N>/`` folder per version; not created here.
+    """
     return store.workspace / "models"
 
 
@@ -50,6 +62,44 @@ def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Pat
 
     `card_path` defaults to `<stem>.card.json` beside the ONNX file; the row keeps a copy of the card's
     metrics. The model is activated only when `activate` is true.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    onnx_path : str or pathlib.Path
+        The model's ONNX file.
+    card_path : str or pathlib.Path, optional
+        Its card; when that is not a file the model is registered without a card.
+    checkpoint_path : str or pathlib.Path, optional
+        Its torch checkpoint (needed later to fine-tune it).
+    name : str, optional
+        Model name; default: the card's name, else the ONNX file's stem.
+    parent_id : int, optional
+        Row id of the model it was fine-tuned from.
+    activate : bool, optional
+        Also make it the active model (recorded in the activation history).
+    note : str, optional
+        Free text for the row.
+    author : str, optional
+        Who activated it (with `activate`).
+
+    Returns
+    -------
+    ModelRecord
+        The new model; version = highest registered + 1 (skipping any ``v<N>`` folder a crash left).
+
+    Raises
+    ------
+    ModelError
+        When the ONNX or checkpoint file is missing, or the card is invalid.
+    SegLoopError
+        When `parent_id` is not a registered model.
+
+    Notes
+    -----
+    Side effects: ``<workspace>/models/v<N>/`` holding fsynced copies of the files (original names),
+    one ``models`` row, and with `activate` an activation row. On any failure nothing is left behind.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -103,6 +153,31 @@ def ensure_shipped_model(store: Datastore, weights_dir: str | Path = WEIGHTS_DIR
     """With an empty registry, register and activate the shipped model as version 1.
 
     Returns the active model, or None when the registry is empty and the shipped files are missing.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    weights_dir : str or pathlib.Path, optional
+        Folder of the shipped files: ``<stem>.onnx``, ``<stem>.card.json`` and, optionally, ``<stem>.pt``.
+    stem : str, optional
+        Their common file stem.
+
+    Returns
+    -------
+    ModelRecord or None
+        The active model (None also when models exist but none is active).
+
+    Raises
+    ------
+    ModelError
+        When the shipped files cannot be registered (e.g. an invalid card), unless another session
+        registered a model meanwhile.
+
+    Notes
+    -----
+    Side effects, only with an empty registry: as `register_model` with ``activate=True``,
+    note "shipped model", author "segloop".
     """
     if store.models():
         return store.active_model()
@@ -121,17 +196,61 @@ def ensure_shipped_model(store: Datastore, weights_dir: str | Path = WEIGHTS_DIR
 
 
 def list_models(store: Datastore) -> list[ModelRecord]:
-    """All registered models, oldest version first."""
+    """List all registered models, oldest version first.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+
+    Returns
+    -------
+    list of ModelRecord
+    """
     return store.models()
 
 
 def active_model(store: Datastore) -> ModelRecord | None:
-    """The model inference uses now."""
+    """Return the model inference uses now.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+
+    Returns
+    -------
+    ModelRecord or None
+        None when no model is active.
+    """
     return store.active_model()
 
 
 def activate(store: Datastore, version: int, author: str = "") -> ModelRecord:
-    """Make model `version` the active one (single transaction)."""
+    """Make model `version` the active one (single transaction).
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    version : int
+        Registry version number of the model.
+    author : str, optional
+        Who activated it, for the history.
+
+    Returns
+    -------
+    ModelRecord
+        The model, now active. Nothing is written when it already was; otherwise one "activate"
+        row is added to the activation history.
+
+    Raises
+    ------
+    SegLoopError
+        When no model has that version.
+    ModelError
+        When its ONNX file is missing.
+    """
     model = store.model_by_version(version)
     if not Path(model.onnx_path).is_file():
         raise ModelError(f"model v{version}: its ONNX file {model.onnx_path} is missing")
@@ -154,7 +273,25 @@ def _activation_stack(history: list[dict[str, Any]]) -> list[int]:
 
 
 def rollback(store: Datastore, author: str = "") -> ModelRecord:
-    """Re-activate the model that was active before the current one; repeated calls go further back."""
+    """Re-activate the model that was active before the current one; repeated calls go further back.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    author : str, optional
+        Who rolled back, for the history.
+
+    Returns
+    -------
+    ModelRecord
+        The model active now. One "rollback" row is added to the activation history.
+
+    Raises
+    ------
+    ModelError
+        When the history holds no earlier active model.
+    """
     with store.write() as tx:
         stack = _activation_stack(tx.activations())
         if len(stack) < 2:
@@ -165,12 +302,39 @@ def rollback(store: Datastore, author: str = "") -> ModelRecord:
 
 
 def activation_history(store: Datastore) -> list[dict[str, Any]]:
-    """Every activation and rollback, oldest first (model_id, previous_model_id, action, author, created_at)."""
+    """List every activation and rollback, oldest first (model_id, previous_model_id, action, author, created_at).
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+
+    Returns
+    -------
+    list of dict
+        As `Datastore.activations`.
+    """
     return store.activations()
 
 
 def model_metrics(model: ModelRecord) -> Metrics:
-    """A registered model's metrics, from its card (read through the card migration) or its row."""
+    """Return a registered model's metrics, from its card (read through the card migration) or its row.
+
+    Parameters
+    ----------
+    model : ModelRecord
+        A registered model.
+
+    Returns
+    -------
+    Metrics
+        From the card file when it exists, else from the copy in the row (empty for a model without card).
+
+    Raises
+    ------
+    ModelError
+        When the card file exists but is invalid.
+    """
     if model.card_path and Path(model.card_path).is_file():
         return load_card(model.card_path).metrics
     return metrics_from_dict(model.metrics)

@@ -24,7 +24,21 @@ STRATEGIES = ("uncertainty", "random", "foreground-random")
 
 @dataclass(frozen=True)
 class QueueItem:
-    """One scan as the review queue sees it."""
+    """One scan as the review queue sees it.
+
+    Parameters
+    ----------
+    scan_id : int
+        Row id of the scan.
+    name : str
+        Scan name.
+    status : str
+        A `CaseStatus` value: "new", "predicted", "corrected" or "approved".
+    mean_uncertainty : float, optional
+        Mean normalised entropy (0..1) over the foreground of the model's prediction; None without one.
+    foreground_voxels : int, optional
+        Voxels the prediction labels as foreground; None without a prediction.
+    """
 
     scan_id: int
     name: str
@@ -35,7 +49,41 @@ class QueueItem:
 
 def order_cases(items: list[QueueItem], strategy: str = "uncertainty", seed: int = 0, min_foreground: int = 1,
                 exclude_statuses: tuple[str, ...] = (CaseStatus.APPROVED,)) -> list[QueueItem]:
-    """The items in the order to review them (a pure function: same input and seed, same order)."""
+    """Return the items in the order to review them (a pure function: same input and seed, same order).
+
+    Parameters
+    ----------
+    items : list of QueueItem
+        The scans to order, in any order (they are sorted by name first, so input order never matters).
+    strategy : {"uncertainty", "random", "foreground-random"}, optional
+        See the module docstring.
+    seed : int, optional
+        Seed of the shuffle of the random strategies (unused by "uncertainty").
+    min_foreground : int, optional
+        "foreground-random" only: leave out scans with fewer predicted foreground voxels (or none).
+    exclude_statuses : tuple of str, optional
+        Statuses to leave out; approved scans by default.
+
+    Returns
+    -------
+    list of QueueItem
+        A new list. "uncertainty": highest `mean_uncertainty` first (ties by name), then the scans
+        without a prediction by name.
+
+    Raises
+    ------
+    ValueError
+        When `strategy` is not one of `STRATEGIES`.
+
+    Examples
+    --------
+    >>> items = [QueueItem(1, "a", "predicted", 0.2, 10), QueueItem(2, "b", "corrected", 0.7, 5),
+    ...          QueueItem(3, "c", "approved", 0.9, 3), QueueItem(4, "d", "new")]
+    >>> [i.scan_id for i in order_cases(items)]
+    [2, 1, 4]
+    >>> [i.scan_id for i in order_cases(items, "foreground-random", min_foreground=6)]
+    [1]
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown review order {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     pool = sorted((i for i in items if i.status not in exclude_statuses), key=lambda i: (i.name, i.scan_id))
@@ -50,7 +98,22 @@ def order_cases(items: list[QueueItem], strategy: str = "uncertainty", seed: int
 
 
 def queue_items(store: Datastore, model_id: int | None = None) -> list[QueueItem]:
-    """Every scan with its status and the prediction summary of `model_id` (default: the active model)."""
+    """List every scan with its status and the prediction summary of `model_id` (default: the active model).
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database (read only).
+    model_id : int, optional
+        Model whose predictions give the uncertainty and foreground numbers; None: the active model
+        (no numbers at all when no model is active).
+
+    Returns
+    -------
+    list of QueueItem
+        One per registered scan, in name order, unfiltered; the numbers are None for scans that model
+        has not predicted.
+    """
     if model_id is None:
         active = store.active_model()
         model_id = active.id if active else None
@@ -64,5 +127,25 @@ def queue_items(store: Datastore, model_id: int | None = None) -> list[QueueItem
 
 def review_queue(store: Datastore, strategy: str = "uncertainty", seed: int = 0, min_foreground: int = 1,
                  model_id: int | None = None, exclude_statuses: tuple[str, ...] = (CaseStatus.APPROVED,)) -> list[QueueItem]:
-    """The store's scans in the order to review them."""
+    """Return the store's scans in the order to review them: `queue_items` ordered by `order_cases`.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database (read only).
+    strategy, seed, min_foreground, exclude_statuses
+        As in `order_cases`.
+    model_id : int, optional
+        As in `queue_items`: whose predictions rank the scans (default: the active model).
+
+    Returns
+    -------
+    list of QueueItem
+        The scans to review, first one first.
+
+    Raises
+    ------
+    ValueError
+        When `strategy` is unknown.
+    """
     return order_cases(queue_items(store, model_id), strategy, seed, min_foreground, exclude_statuses)

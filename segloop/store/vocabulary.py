@@ -11,7 +11,11 @@ from enum import StrEnum
 
 
 class ScanSource(StrEnum):
-    """How a scan entered the workspace."""
+    """How a scan entered the workspace (the ``scans.source`` column).
+
+    Members: UPLOADED ("uploaded"), IMPORTED ("imported"), DATADIR ("datadir"); see the comments
+    beside each for what it means.
+    """
 
     UPLOADED = "uploaded"  # sent through the browser; copied into the workspace
     IMPORTED = "imported"  # registered by path from a data folder ("Import data folder", CLI)
@@ -19,7 +23,15 @@ class ScanSource(StrEnum):
 
 
 class LabelKind(StrEnum):
-    """What made a label version."""
+    """What made a label version (the ``label_versions.kind`` column and the file name ``v<NNN>_<kind>.nii.gz``).
+
+    Members: MODEL ("model"), CORRECTION ("correction"), APPROVED ("approved"), REFERENCE ("reference").
+
+    Examples
+    --------
+    >>> LabelKind.CORRECTION == "correction", str(LabelKind("approved"))
+    (True, 'approved')
+    """
 
     MODEL = "model"  # a model's prediction
     CORRECTION = "correction"  # a person's edit
@@ -28,7 +40,11 @@ class LabelKind(StrEnum):
 
 
 class CaseStatus(StrEnum):
-    """A scan's place in the loop, derived from its newest label version."""
+    """A scan's place in the loop, derived from its newest label version (never stored).
+
+    Members: NEW ("new"), PREDICTED ("predicted"), CORRECTED ("corrected"), APPROVED ("approved");
+    `STATUS_BY_KIND` maps a label kind to its status.
+    """
 
     NEW = "new"
     PREDICTED = "predicted"
@@ -37,7 +53,11 @@ class CaseStatus(StrEnum):
 
 
 class RunState(StrEnum):
-    """A training run's state."""
+    """A training run's state (the ``training_runs.status`` column).
+
+    Members: QUEUED ("queued"), RUNNING ("running"), FINISHED ("finished"), FAILED ("failed"),
+    CANCELLED ("cancelled"); `ACTIVE_RUN_STATES` are the first two.
+    """
 
     QUEUED = "queued"
     RUNNING = "running"

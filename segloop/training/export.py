@@ -47,7 +47,32 @@ MSD_ATTRIBUTION = (
 
 
 def export_onnx(checkpoint_path: str | Path, onnx_path: str | Path, opset: int = 17) -> dict[str, Any]:
-    """Write the checkpoint's network as ONNX with dynamic batch and spatial axes (atomic, one file)."""
+    """Write the checkpoint's network as ONNX with dynamic batch and spatial axes (atomic, one file).
+
+    The graph takes ``image`` (float32, shape (N, channels, X, Y, Z), spatial sizes multiples of the
+    size divisor) and returns ``logits`` (N, C, X, Y, Z); it is traced on a zero input of the
+    checkpoint's patch size (3 x divisor per axis without one) and checked with ``onnx.checker``.
+
+    Parameters
+    ----------
+    checkpoint_path : str or pathlib.Path
+        A checkpoint written by `segloop.training.loop.save_checkpoint`.
+    onnx_path : str or pathlib.Path
+        Target file; replaced if it exists, missing folders created.
+    opset : int, optional
+        ONNX opset version.
+
+    Returns
+    -------
+    dict
+        ``{"onnx_file": file name, "onnx_sha256": hex digest, "bytes": file size, "opset": opset}``.
+
+    Notes
+    -----
+    The model is written to a hidden temporary file in the same folder, checked, made readable
+    (0644) and renamed over `onnx_path`; on any error the temporary file is removed and an older
+    file at `onnx_path` is left intact.
+    """
     import torch
 
     model, meta = load_model(checkpoint_path)
@@ -79,7 +104,30 @@ def export_onnx(checkpoint_path: str | Path, onnx_path: str | Path, opset: int =
 
 
 def check_parity(checkpoint_path: str | Path, onnx_path: str | Path, images: list[np.ndarray]) -> dict[str, Any]:
-    """Max |logit difference| between PyTorch and ONNX Runtime (CPU) on normalised images."""
+    """Measure the max |logit difference| between PyTorch and ONNX Runtime (CPU) on normalised images.
+
+    Parameters
+    ----------
+    checkpoint_path : str or pathlib.Path
+        The checkpoint the ONNX file was exported from.
+    onnx_path : str or pathlib.Path
+        The exported model.
+    images : list of np.ndarray of float32, shape (X, Y, Z), RAS voxel order
+        Normalised images (at least one), each padded to the size divisor and training patch.
+
+    Returns
+    -------
+    dict
+        ``{"cases": len(images), "max_abs_diff": float, "mean_label_agreement": float}``: the largest
+        absolute logit difference over all images and voxels (padding included), and the fraction
+        (0..1) of voxels whose argmax class agrees, averaged over the images. Stored in the card as
+        ``metrics.onnx_vs_pytorch``.
+
+    Raises
+    ------
+    ValueError
+        When `images` is empty.
+    """
     import onnxruntime as ort
     import torch
 
@@ -105,6 +153,38 @@ def hippocampus_card(*, name: str, version: int, onnx_path: str | Path, checkpoi
 
     Only models trained here on that task get these task facts; a fine-tuned model inherits its
     parent's card instead (`segloop.model.card.derived_card`).
+
+    Parameters
+    ----------
+    name : str
+        Model name.
+    version : int
+        Version number.
+    onnx_path : str or pathlib.Path
+        The exported ONNX file, which must exist: the card records its name and sha256.
+    checkpoint_meta : dict
+        The checkpoint's metadata: ``architecture`` (required), and ``normalization``, ``size_divisor``
+        and ``patch`` when present.
+    training, split : dict
+        Training record and train/validation case names, stored as given.
+    metrics : Metrics, optional
+        Scores; empty when None.
+    parent : str, optional
+        The model it derives from, if any.
+
+    Returns
+    -------
+    ModelCard
+        Labels background/anterior/posterior, 1 mm RAS input, typical shape (36, 50, 36), left-right
+        flip test-time augmentation, largest-component clean-up, CC-BY-SA-4.0 with the MSD attribution;
+        ``created`` now. Not written to disk (see `write_card`).
+
+    Raises
+    ------
+    KeyError
+        When `checkpoint_meta` has no ``architecture``.
+    OSError
+        When `onnx_path` cannot be read.
     """
     onnx_path = Path(onnx_path)
     return ModelCard(
@@ -139,14 +219,55 @@ def hippocampus_card(*, name: str, version: int, onnx_path: str | Path, checkpoi
 
 
 def write_card(card: ModelCard, onnx_path: str | Path) -> Path:
-    """Save the card beside its ONNX file; returns the card path."""
+    """Save the card beside its ONNX file; returns the card path.
+
+    Parameters
+    ----------
+    card : ModelCard
+        The card.
+    onnx_path : str or pathlib.Path
+        The model file it describes.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<stem>.card.json`` beside `onnx_path` (`card_path_for`), written atomically (replaced if it exists).
+    """
     path = card_path_for(onnx_path)
     card.save(path)
     return path
 
 
 def evaluate_onnx(onnx_path: str | Path, cases: list, labels: list[int]) -> dict[str, Any]:
-    """Dice/HD95 of an exported model through the real inference path on labelled cases."""
+    """Score an exported model (Dice/HD95) through the real inference path on labelled cases.
+
+    Each case runs through `segloop.model.inference.predict`, with the card's test-time
+    augmentation and clean-up, so the numbers are those users get.
+
+    Parameters
+    ----------
+    onnx_path : str or pathlib.Path
+        The ONNX model, with its card beside it.
+    cases : list of Case
+        Labelled cases (``image`` and ``label`` paths).
+    labels : list of int
+        Label values to score, e.g. [1, 2].
+
+    Returns
+    -------
+    dict
+        ``{"per_case": {name: {"dice": {label: float}, "hd95": {label: mm}}}, "mean": {"dice": {label:
+        {"mean", "std", "n"}}, "hd95": {...}}, "median_seconds": float}`` (see
+        `segloop.model.metrics.evaluate_case` and `summarize`); ``median_seconds`` is the median
+        inference time per case.
+
+    Raises
+    ------
+    ModelError
+        When the model or its card cannot be loaded.
+    segloop.errors.ScanError
+        When a case's files cannot be read or do not share a grid.
+    """
 
     per_case = {}
     seconds = []
@@ -161,7 +282,43 @@ def evaluate_onnx(onnx_path: str | Path, cases: list, labels: list[int]) -> dict
 
 def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: int, parent: str | None = None,
                checkpoint: str | Path | None = None, data: str | Path | None = None) -> ModelCard:
-    """Export a training run: ONNX file, PyTorch parity check, validation metrics and model card."""
+    """Export a training run: ONNX file, PyTorch parity check, validation metrics and model card.
+
+    Parameters
+    ----------
+    run_dir : str or pathlib.Path
+        The run folder; its ``split.json``, ``config.json`` and ``summary.json`` are read when present.
+    onnx_path : str or pathlib.Path
+        Where to write the ONNX model; the card goes beside it.
+    name : str
+        Model name.
+    version : int
+        Version number for the card.
+    parent : str, optional
+        The model it derives from, if any.
+    checkpoint : str or pathlib.Path, optional
+        Checkpoint to export; default ``<run_dir>/best.pt``.
+    data : str or pathlib.Path, optional
+        The MSD folder holding the validation cases; default: ``data`` of ``split.json``.
+
+    Returns
+    -------
+    ModelCard
+        The card as written, see `hippocampus_card`; with validation cases found, its
+        ``metrics.onnx_vs_pytorch`` (on up to 5 of them) and ``metrics.validation`` are filled.
+
+    Raises
+    ------
+    SegLoopError
+        When the checkpoint does not exist, or the data folder holds no labelled case.
+
+    Notes
+    -----
+    Files written: the ONNX file, its card (written before the evaluation, which needs it, and again
+    with the metrics) and, with validation cases, ``<run_dir>/validation_<onnx stem>.json`` (the
+    `evaluate_onnx` result). Validation cases are the names of ``split.json``'s ``validation`` (or
+    ``config.json``'s ``val_cases``) found in the data folder.
+    """
 
 
     run = Path(run_dir)
@@ -172,7 +329,7 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
     _, meta = load_checkpoint(checkpoint)
-    info = export_onnx(checkpoint, onnx_path)
+    export_onnx(checkpoint, onnx_path)
 
     data_dir = data or split.get("data")
     val_names = set(split.get("validation") or config.get("val_cases") or [])

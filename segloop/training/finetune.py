@@ -37,7 +37,25 @@ DEFAULT_ORIGINAL = 20
 
 @dataclass
 class FinetunePlan:
-    """A fine-tuning run, decided but not started; `params` is what `jobs.start_training` takes."""
+    """A fine-tuning run, decided but not started; `params` is what `jobs.start_training` takes.
+
+    Parameters
+    ----------
+    base : ModelRecord
+        The model to fine-tune.
+    corrected : dict of str to LabelVersion
+        Scan name -> the corrected or approved label version trained on.
+    original : list of Case
+        The base model's own training cases mixed in (against forgetting).
+    validation : list of Case
+        The fixed validation set: the parent and the new model are both scored on it.
+    missing_validation : list of str
+        Validation case names of the base card not found in the data folder.
+    params : dict
+        Settings for `segloop.training.jobs.start_training`: ``base_model_id``, ``label_version_ids``,
+        ``extra_cases`` and ``val_cases`` (lists of {"name", "image", "label"}), ``epochs``, ``lr``,
+        ``batch_size``, ``augment``, ``val_every``, ``threads`` and ``seed``.
+    """
 
     base: ModelRecord
     corrected: dict[str, LabelVersion]  # scan name -> the label version trained on
@@ -48,10 +66,22 @@ class FinetunePlan:
 
     @property
     def n_training_cases(self) -> int:
+        """Number of training cases: corrected plus original.
+
+        Returns
+        -------
+        int
+        """
         return len(self.corrected) + len(self.original)
 
     def problems(self) -> list[str]:
-        """Why this plan cannot start (empty when it can)."""
+        """List why this plan cannot start (empty when it can).
+
+        Returns
+        -------
+        list of str
+            Plain-English problems: no training case at all, or no validation case.
+        """
         out = []
         if not self.n_training_cases:
             out.append("choose at least one corrected case, or add original training data")
@@ -62,24 +92,75 @@ class FinetunePlan:
 
 
 def default_threads() -> int:
-    """Torch threads for a background run: half the cores, so the app on the same machine keeps up."""
+    """Return torch threads for a background run: half the cores, so the app on the same machine keeps up.
+
+    Returns
+    -------
+    int
+        ``os.cpu_count() // 2``, at least 1 (1 when the count is unknown).
+    """
     return max(1, (os.cpu_count() or 2) // 2)
 
 
 def corrected_versions(store: Datastore) -> dict[str, LabelVersion]:
-    """The newest corrected or approved label version of every scan that has one, by scan name."""
+    """Return the newest corrected or approved label version of every scan that has one, by scan name.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+
+    Returns
+    -------
+    dict of str to LabelVersion
+        Scan name -> its highest-numbered 'correction' or 'approved' version ('reference' and 'model'
+        versions do not count).
+    """
     return {store.scan(sid).name: v for sid, v in store.latest_versions(HUMAN_KINDS).items()}
 
 
 def labelled_folder_cases(folder: str | Path | None) -> dict[str, Case]:
-    """Labelled cases of a data folder (any layout `segloop.data.folders` reads), by name; {} without a folder."""
+    """Return the labelled cases of a data folder (any layout `segloop.data.folders` reads), by name.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path or None
+        The data folder; None gives ``{}``.
+
+    Returns
+    -------
+    dict of str to Case
+        Case name -> Case with absolute image and label paths; cases without a label map are left out.
+
+    Raises
+    ------
+    SegLoopError
+        When `folder` is given but is not a folder (see `segloop.data.folders.list_cases`).
+    """
     if folder is None:
         return {}
     return {c.name: Case(c.name, c.image_path, c.label_path) for c in list_cases(folder) if c.label_path}
 
 
 def base_split(model: ModelRecord) -> dict[str, list[str]]:
-    """The train/validation case names of a registered model's card ({} when it has no card)."""
+    """Return the train/validation case names of a registered model's card ({} when it has no card).
+
+    Parameters
+    ----------
+    model : ModelRecord
+        A registered model.
+
+    Returns
+    -------
+    dict
+        ``{"train": [names], "validation": [names]}`` from the card's ``split`` (lists may be empty);
+        ``{}`` when the model has no card file.
+
+    Raises
+    ------
+    ModelError
+        When the card file exists but is invalid.
+    """
     if not model.card_path or not Path(model.card_path).is_file():
         return {}
     split = load_card(model.card_path).split or {}
@@ -99,26 +180,42 @@ def plan_finetune(store: Datastore, base: ModelRecord | None = None, *, cases: l
 
     Parameters
     ----------
+    store : Datastore
+        The workspace's database (read only).
+    base : ModelRecord, optional
+        The model to fine-tune; None: the active model.
     cases : list of str, optional
         Scan names whose newest corrected/approved version to train on; None: all of them.
     data_dir : path, optional
         Folder holding the base model's original training and validation cases.
     n_original : int
-        How many of the base model's training cases to mix in (0: none).
+        How many of the base model's training cases to mix in (0: none). They are drawn with a
+        generator seeded by `seed` from the card's ``split.train`` names found in `data_dir` (every
+        labelled case there when the card lists none), never from its validation names.
     validation : list of Case, optional
         A fixed validation set to use instead of the base card's validation split.
+    epochs, lr, batch_size, augment
+        Training settings, copied into ``params``.
     val_every : int, optional
         Also score the validation set every N epochs, for the curves only (never selects weights).
+    threads : int, optional
+        torch threads of the job; default `default_threads()`.
+    seed : int
+        Seed of the original-case draw and of training.
 
     Returns
     -------
     FinetunePlan
-        Check `problems()` before starting it.
+        Check `problems()` before starting it. Validation cases that are also trained on (same name or
+        same image file) are dropped from ``validation``.
 
     Raises
     ------
+    ModelError
+        No model is active (with `base` None), the base model has no torch checkpoint file, or its
+        card is invalid.
     SegLoopError
-        A chosen case has no corrected version, or the base model cannot be fine-tuned.
+        A chosen case has no corrected or approved version, or `data_dir` is not a folder.
     """
     if base is None:
         base = store.active_model()

@@ -74,10 +74,25 @@ class JobCancelled(BaseException):
     """Raised inside the job when it is told to stop (SIGTERM).
 
     A BaseException, like KeyboardInterrupt, so that library code's `except Exception` (a loader turning
-    any error into "file is corrupt", say) cannot swallow it and report a cancelled run as failed."""
+    any error into "file is corrupt", say) cannot swallow it and report a cancelled run as failed.
+
+    `run_job` also raises it itself when the cancel flag file appears, and records the run as cancelled.
+    """
 
 
 def runs_dir(store: Datastore) -> Path:
+    """Return the folder of the training runs.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<workspace>/runs``, holding ``run-<NNNN>/`` folders and the ``training.lock`` file; not created here.
+    """
     return store.workspace / "runs"
 
 
@@ -95,7 +110,27 @@ def _pid_alive(pid: int | None, marker: str | None = JOB_MODULE) -> bool:
 
 
 def refresh_runs(store: Datastore) -> list[int]:
-    """Mark runs whose process died without reporting as failed; returns their ids."""
+    """Mark runs whose process died without reporting as failed; returns their ids.
+
+    A queued run without a process id is left alone for `QUEUED_TIMEOUT_S` seconds (it is still being
+    launched).
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+
+    Returns
+    -------
+    list of int
+        Ids of the runs marked failed (empty when none).
+
+    Notes
+    -----
+    Side effects: those runs get status "failed", ``finished_at`` now and, unless one is recorded,
+    the error "the training process exited unexpectedly"; a ``training.lock`` whose process is not a
+    live job is deleted.
+    """
     dead = []
     now = time.time()
     for run in store.active_runs():
@@ -138,6 +173,35 @@ def start_training(store: Datastore, params: dict[str, Any] | None = None) -> in
     """Queue a fine-tuning run and launch it in the background; returns the run id.
 
     Refuses (SegLoopError) while another run is queued or running.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    params : dict, optional
+        Settings overriding `DEFAULT_PARAMS` (e.g. `segloop.training.finetune.FinetunePlan.params`);
+        ``val_cases`` is required. Cases may be `Case` objects or {"name", "image", "label"} dicts.
+
+    Returns
+    -------
+    int
+        Id of the new run (status "queued" until the job starts, with its ``pid`` recorded).
+
+    Raises
+    ------
+    SegLoopError
+        An unknown setting, a case without label map or with a missing file, no validation case,
+        an unknown base model, or another run still queued or running (or holding the lock file).
+    ModelError
+        No active model (without ``base_model_id``), or the base model has no checkpoint or no card.
+
+    Notes
+    -----
+    Side effects: a ``training_runs`` row; ``<workspace>/runs/run-<NNNN>/`` with ``params.json``;
+    the lock file ``<workspace>/runs/training.lock`` ({"run_id", "pid"}); and a detached process
+    ``python -m segloop.training.jobs --run-id N --db URL --workspace W`` in its own session, its
+    output appended to ``<run_dir>/job.log``. When the process cannot be started the run is marked
+    failed, the lock removed and the error re-raised.
     """
     p = {**DEFAULT_PARAMS, **(params or {})}
     unknown = set(p) - set(DEFAULT_PARAMS)
@@ -219,7 +283,33 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def run_status(store: Datastore, run_id: int) -> dict[str, Any]:
-    """Everything a page shows about a run: DB state, progress.json, history.json, evaluation, log tail."""
+    """Collect everything a page shows about a run: DB state, progress.json, history.json, evaluation, log tail.
+
+    Calls `refresh_runs` first, so a run whose process died shows as failed.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    run_id : int
+        Id of the run.
+
+    Returns
+    -------
+    dict
+        The row's fields (``id``, ``status``, ``base_model_id``, ``params``, ``pid``, ``created_at``,
+        ``started_at``, ``finished_at``, ``result_model_id``, ``error``, ``run_dir``); ``elapsed_s``
+        (seconds since the start, to the end or now; None before the start); ``stage``
+        (``stage.json``), ``progress`` (``train/progress.json``: the latest event of
+        `segloop.training.loop.train`), ``history`` (``train/history.json``) and ``evaluation``
+        (``evaluation.json``), each ``{}`` while missing; ``cancel_requested`` (bool); and ``log_tail``
+        (the last 40 lines of ``job.log``).
+
+    Raises
+    ------
+    SegLoopError
+        When no run has that id.
+    """
     refresh_runs(store)
     run = store.run(run_id)
     rd = Path(run.run_dir) if run.run_dir else None
@@ -240,7 +330,24 @@ def run_status(store: Datastore, run_id: int) -> dict[str, Any]:
 
 
 def progress_line(status: dict[str, Any]) -> str:
-    """One line on a run's progress, e.g. 'run #3 running training epoch 4/20 loss 0.4123'."""
+    """Describe a run's progress in one line, e.g. 'run #3 running training epoch 4/20 loss 0.4123'.
+
+    Parameters
+    ----------
+    status : dict
+        A `run_status` result.
+
+    Returns
+    -------
+    str
+        Run id, status, stage, epoch/epochs and, once known, the latest loss.
+
+    Examples
+    --------
+    >>> progress_line({"id": 3, "status": "running", "stage": {"stage": "training"}, "params": {"epochs": 20},
+    ...                "progress": {"epoch": 4, "loss": 0.41234}})
+    'run #3 running training epoch 4/20 loss 0.4123'
+    """
     prog = status["progress"]
     epochs = prog.get("epochs") or status["params"].get("epochs") or "?"
     line = (f"run #{status['id']} {status['status']} {status['stage'].get('stage', '')} "
@@ -252,7 +359,30 @@ def progress_line(status: dict[str, Any]) -> str:
 
 def follow_run(store: Datastore, run_id: int, report: Callable[[str], None] = print,
                poll_s: float = 2.0) -> dict[str, Any]:
-    """Wait for a run to end, reporting each new progress line; returns its final `run_status`."""
+    """Wait for a run to end, reporting each new progress line; returns its final `run_status`.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    run_id : int
+        Id of the run.
+    report : callable, optional
+        Called with each `progress_line` that differs from the previous one.
+    poll_s : float, optional
+        Seconds between polls.
+
+    Returns
+    -------
+    dict
+        The `run_status` of the ended run (finished, failed or cancelled). Blocks, without a time
+        limit, until then.
+
+    Raises
+    ------
+    SegLoopError
+        When no run has that id.
+    """
     last = ""
     while True:
         status = run_status(store, run_id)
@@ -266,7 +396,33 @@ def follow_run(store: Datastore, run_id: int, report: Callable[[str], None] = pr
 
 
 def cancel(store: Datastore, run_id: int, grace_s: float = 10.0) -> dict[str, Any]:
-    """Ask a run to stop (cancel flag polled between epochs); SIGTERM its process group after `grace_s`."""
+    """Ask a run to stop (cancel flag polled between epochs); SIGTERM its process group after `grace_s`.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    run_id : int
+        Id of the run; one that has already ended is left alone.
+    grace_s : float, optional
+        Seconds to wait for the job to stop by itself before sending SIGTERM (then up to 10 s more).
+
+    Returns
+    -------
+    dict
+        The run's `run_status` afterwards.
+
+    Raises
+    ------
+    SegLoopError
+        When no run has that id.
+
+    Notes
+    -----
+    Side effects: writes the flag file ``<run_dir>/cancel``; may send SIGTERM to the job's process
+    group; marks the run "cancelled" when its process is gone but the row still says active (a job
+    that stops by itself records that on its own).
+    """
     run = store.run(run_id)
     if run.status not in ACTIVE_RUN_STATES:
         return run_status(store, run_id)
@@ -298,7 +454,27 @@ def cancel(store: Datastore, run_id: int, grace_s: float = 10.0) -> dict[str, An
 
 
 def collect_cases(store: Datastore, params: dict[str, Any]) -> list[Case]:
-    """Training cases: chosen (or newest corrected/approved) label versions, plus params' extra cases."""
+    """Collect the training cases: chosen (or newest corrected/approved) label versions, plus params' extra cases.
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    params : dict
+        A run's params: ``label_version_ids`` (None: the newest version of each scan among
+        ``include_kinds``), ``extra_cases`` and ``val_cases``.
+
+    Returns
+    -------
+    list of Case
+        Label versions first, named ``<scan>@v<N>`` (image = the scan's file, label = the version's
+        file), then the extra cases; any case with a validation case's name or image file is left out.
+
+    Raises
+    ------
+    SegLoopError
+        When a listed label version or its scan is not in the database.
+    """
     if params.get("label_version_ids") is not None:  # an explicit list (maybe empty: original cases only)
         versions = [store.label_version(int(v)) for v in params["label_version_ids"]]
     else:
@@ -315,7 +491,27 @@ def collect_cases(store: Datastore, params: dict[str, Any]) -> list[Case]:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, cases: list[Case]) -> dict[str, Any]:
-    """Dice per label of a checkpoint on labelled cases (whole volumes, the training code's evaluation)."""
+    """Score a checkpoint (Dice per label) on labelled cases (whole volumes, the training code's evaluation).
+
+    Parameters
+    ----------
+    checkpoint : str or pathlib.Path
+        A checkpoint written by `segloop.training.loop.save_checkpoint`; its metadata gives the
+        normalisation, number of labels and size divisor.
+    cases : list of Case
+        Labelled cases.
+
+    Returns
+    -------
+    dict
+        ``{"mean_dice": {label value as str: float}, "mean_dice_all": float, "cases": [names]}``, Dice
+        in 0..1 averaged over the cases.
+
+    Raises
+    ------
+    segloop.errors.ScanError
+        When a case cannot be loaded.
+    """
     model, meta = load_model(checkpoint)
     norm = meta.get("normalization", "clip_zscore")
     data = [(c.name, *load_case_arrays(c, norm)) for c in cases]
@@ -333,7 +529,37 @@ def _evaluation(result: dict[str, Any], names: dict[int, str], protocol: str) ->
 
 def export_and_card(checkpoint: Path, onnx_path: Path, *, name: str, version: int, base_card_path: str,
                     training: dict[str, Any], split: dict[str, Any], metrics: Metrics, parent: str) -> Path:
-    """Write the ONNX file and its card, inherited from the base model's card; returns the card path."""
+    """Write the ONNX file and its card, inherited from the base model's card; returns the card path.
+
+    Parameters
+    ----------
+    checkpoint : pathlib.Path
+        The fine-tuned checkpoint.
+    onnx_path : pathlib.Path
+        Where to write the ONNX model (replaced if it exists).
+    name : str
+        The new model's name.
+    version : int
+        Its version number, for the card.
+    base_card_path : str
+        The base model's card, the source of task, labels, input and processing.
+    training, split : dict
+        The card's training record and train/validation case names.
+    metrics : Metrics
+        The new and the parent model's scores on the fixed validation set.
+    parent : str
+        How the card names the parent, e.g. "hippocampus-unet v1".
+
+    Returns
+    -------
+    pathlib.Path
+        The card, ``<stem>.card.json`` beside `onnx_path`.
+
+    Raises
+    ------
+    ModelError
+        When the base card is missing or invalid.
+    """
     export_onnx(checkpoint, onnx_path)
     _, meta = load_checkpoint(checkpoint)
     card = derived_card(load_card(base_card_path), name=name, version=version, onnx_path=onnx_path,
@@ -348,7 +574,38 @@ def _stage(run_dir: Path, stage: str, **extra: Any) -> None:
 
 
 def run_job(store: Datastore, run_id: int) -> str:
-    """Body of the background job; returns the final status. Never raises for training errors."""
+    """Body of the background job; returns the final status. Never raises for training errors.
+
+    Runs the steps of the module docstring for a queued run. A SegLoopError is recorded as the run's
+    error; any other exception as "<type>: <message>" with its traceback printed (to the log);
+    SIGTERM, the cancel flag or KeyboardInterrupt end the run as "cancelled".
+
+    Parameters
+    ----------
+    store : Datastore
+        The workspace's database.
+    run_id : int
+        Id of the run; one that is not "queued" is left alone.
+
+    Returns
+    -------
+    str
+        The run's final `RunState`: "finished", "failed" or "cancelled" (or the current status of a
+        run that was not queued).
+
+    Raises
+    ------
+    SegLoopError
+        When no run has that id.
+
+    Notes
+    -----
+    Side effects: the row goes to "running" (with this process's pid) and then to its final status;
+    under the run folder ``stage.json``, ``train/`` (see `segloop.training.loop.train`),
+    ``evaluation.json`` and ``export/<name>.onnx`` with its card; the new model is registered
+    (`segloop.store.registry.register_model`, not activated); the lock file is removed when it
+    names this run. A SIGTERM handler is installed for the duration.
+    """
     run = store.run(run_id)
     run_dir = Path(run.run_dir or runs_dir(store) / f"run-{run_id:04d}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -444,6 +701,18 @@ def run_job(store: Datastore, run_id: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one queued fine-tuning job: the entry point of ``python -m segloop.training.jobs``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``--run-id N`` (required), ``--db URL`` and ``--workspace DIR``; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 when the run finished or was cancelled, 1 when it failed.
+    """
     ap = argparse.ArgumentParser(prog=f"python -m {JOB_MODULE}", description="Run one queued fine-tuning job.")
     ap.add_argument("--run-id", type=int, required=True)
     ap.add_argument("--db", default=None, help="database URL (sqlite:///path); default: the workspace's")

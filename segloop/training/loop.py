@@ -29,7 +29,42 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run; recorded in the run folder and the model card."""
+    """Every setting of a training run; recorded in the run folder and the model card.
+
+    Parameters
+    ----------
+    epochs : int
+        Epochs to run (one epoch = every training case once, in random order).
+    time_budget_min : float, optional
+        Wall-time budget in minutes: training stops after the epoch that reaches it, and the learning
+        rate decays over this time instead of over the epochs when that is sooner.
+    batch_size : int
+        Cases per optimisation step.
+    lr : float
+        Peak learning rate of AdamW (linear warm-up, then polynomial decay with power 0.9).
+    weight_decay : float
+        AdamW weight decay.
+    patch : tuple of 3 int
+        Training patch (X, Y, Z) in voxels; each case is randomly cropped or placed in it.
+    val_every : int
+        Validate every this many epochs (and after the last one).
+    seed : int
+        Seed of torch, the case order, the patch placement and the augmentation.
+    augment : bool
+        Apply the spatial and intensity augmentation.
+    threads : int, optional
+        torch threads (``torch.set_num_threads``, process-wide); None: torch's default.
+    num_labels : int
+        Classes including background.
+    architecture : dict
+        Network entry for `segloop.model.network.build_network`.
+    normalization : str
+        Intensity normalisation (`segloop.model.preprocessing.normalize`).
+    base_checkpoint : str, optional
+        Start from these weights (fine-tuning); None: random initialisation.
+    warmup_steps : int
+        Steps of linear learning-rate warm-up.
+    """
 
     epochs: int = 200
     time_budget_min: float | None = None  # stop (and finish the LR schedule) by this wall time
@@ -49,7 +84,29 @@ class TrainConfig:
 
 
 def load_case_arrays(case: Case, normalization: str = "clip_zscore") -> tuple[np.ndarray, np.ndarray]:
-    """A case's normalised image (float32) and label (uint8), both in RAS order."""
+    """Load a case's normalised image (float32) and label (uint8), both in RAS order.
+
+    Parameters
+    ----------
+    case : Case
+        Image path and, optionally, label path.
+    normalization : str, optional
+        Intensity normalisation (`segloop.model.preprocessing.normalize`).
+
+    Returns
+    -------
+    image : np.ndarray of float32, shape (X, Y, Z), RAS voxel order
+        Normalised intensities.
+    label : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order, or None
+        The label map on the image's grid; None when the case has no label.
+
+    Raises
+    ------
+    segloop.errors.ScanError
+        When a file cannot be read, or the label is not on the image's grid.
+    ValueError
+        When `normalization` is unknown.
+    """
     img = load_scan(case.image)
     lbl = load_label(case.label, reference=img) if case.label else None
     return normalize(img.array, normalization), (lbl.array.astype(np.uint8) if lbl is not None else None)
@@ -98,9 +155,25 @@ def _place_in_patch(img: np.ndarray, lbl: np.ndarray, patch: tuple[int, int, int
 
 def predict_torch(model, image_norm: np.ndarray, divisor: int,
                   patch: tuple[int, int, int] | None = None) -> np.ndarray:
-    """Softmax probabilities (C, X, Y, Z) of a normalised image with a torch model (whole volume).
+    """Compute softmax probabilities (C, X, Y, Z) of a normalised image with a torch model (whole volume).
 
     The image is padded to at least the training patch, as in training and in ONNX inference.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, already in eval mode, taking CPU tensors; run without gradients.
+    image_norm : np.ndarray of float32, shape (X, Y, Z), RAS voxel order
+        A normalised image.
+    divisor : int
+        The network's size divisor; the padded size is a multiple of it.
+    patch : tuple of 3 int, optional
+        Smallest padded size (the training patch).
+
+    Returns
+    -------
+    np.ndarray of float32, shape (C, X, Y, Z)
+        Class probabilities, cropped back to the image's extent.
     """
     import torch
 
@@ -112,7 +185,27 @@ def predict_torch(model, image_norm: np.ndarray, divisor: int,
 
 
 def save_checkpoint(path: str | Path, model, meta: dict[str, Any]) -> None:
-    """Atomically write weights plus JSON metadata (no pickled objects)."""
+    """Atomically write weights plus JSON metadata (no pickled objects).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Target file (``.pt``); replaced if it exists, missing folders created.
+    model : torch.nn.Module
+        Its ``state_dict()`` is saved.
+    meta : dict
+        JSON-serialisable facts (architecture, normalization, num_labels, size_divisor, patch, epoch...),
+        stored as one JSON string.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        When `meta` is not JSON-serialisable (nothing is written).
+    """
     import io
 
     import torch
@@ -123,7 +216,27 @@ def save_checkpoint(path: str | Path, model, meta: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, dict[str, Any]]:
-    """(state_dict, meta) from a checkpoint written by `save_checkpoint`; refuses arbitrary pickles."""
+    """Read (state_dict, meta) from a checkpoint written by `save_checkpoint`; refuses arbitrary pickles.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The checkpoint; loaded onto the CPU with ``weights_only=True``.
+
+    Returns
+    -------
+    state_dict : dict
+        Tensor name -> torch.Tensor.
+    meta : dict
+        The metadata; ``{}`` when the checkpoint has none.
+
+    Raises
+    ------
+    pickle.UnpicklingError
+        When the file holds objects other than tensors and plain containers.
+    KeyError
+        When it has no ``state_dict``.
+    """
     import torch
 
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -131,7 +244,28 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict[str, Any]]:
 
 
 def load_model(path: str | Path):
-    """A torch model (eval mode) and its metadata from a checkpoint."""
+    """Load a torch model (eval mode, on the CPU) and its metadata from a checkpoint.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A checkpoint written by `save_checkpoint`; its meta ``architecture`` says what to build
+        (the default architecture when missing).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The network with the checkpoint's weights, in eval mode.
+    meta : dict
+        The checkpoint's metadata.
+
+    Raises
+    ------
+    ValueError
+        When the architecture cannot be built here.
+    RuntimeError
+        When the weights do not fit the architecture.
+    """
     state, meta = load_checkpoint(path)
     model = build_network(meta.get("architecture"))
     model.load_state_dict(state)
@@ -141,7 +275,27 @@ def load_model(path: str | Path):
 
 def evaluate_torch(model, val: list[tuple[str, np.ndarray, np.ndarray]], num_labels: int, divisor: int,
                    patch: tuple[int, int, int] | None = None) -> dict:
-    """Mean Dice per foreground label over validation cases (torch model, whole volumes)."""
+    """Compute mean Dice per foreground label over validation cases (torch model, whole volumes).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; put in eval mode here.
+    val : list of (str, np.ndarray, np.ndarray)
+        Per case: name, normalised image (float32, shape (X, Y, Z), RAS) and label map (uint8, same shape).
+    num_labels : int
+        Classes including background; labels 1..num_labels - 1 are scored.
+    divisor : int
+        The network's size divisor.
+    patch : tuple of 3 int, optional
+        Smallest padded size (the training patch).
+
+    Returns
+    -------
+    dict
+        ``{"mean_dice": {label: float}, "mean_dice_all": float}``: Dice (0..1) per label value averaged
+        over the cases, and the mean of those.
+    """
     model.eval()
     labels = list(range(1, num_labels))
     per_case = {}
@@ -158,6 +312,44 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
 
     Writes `config.json`, `history.json`, `progress.json`, `last.pt` and `best.pt` under out_dir.
     A crash leaves the last atomically written checkpoint intact.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        Every setting of the run.
+    train_cases : list of Case
+        Labelled training cases (all loaded into memory first).
+    val_cases : list of Case
+        Labelled validation cases, scored every ``cfg.val_every`` epochs and after the last; the best
+        mean Dice picks ``best.pt``. Empty: no validation, ``best.pt`` holds the final weights.
+    out_dir : str or pathlib.Path
+        Run folder; created when missing.
+    on_progress : callable, optional
+        Called with every progress event (the dict also written to ``progress.json``): ``state``
+        "loading", then "training" once per epoch (epoch, epochs, loss, lr, elapsed_s, best_dice and,
+        when validated, val_dice), then the summary.
+    should_stop : callable, optional
+        Polled after every epoch; True stops the run ("cancelled").
+
+    Returns
+    -------
+    dict
+        The summary, also written to ``summary.json``: ``state`` "finished", ``stopped`` ("completed",
+        "cancelled" or "time budget reached"), ``epochs_run``, ``steps``, ``elapsed_s``, ``best_epoch``
+        (0 without validation), ``best_val`` (`evaluate_torch` result of that epoch, or None) and
+        ``checkpoint`` (path of ``best.pt``).
+
+    Raises
+    ------
+    segloop.errors.ScanError
+        When a case cannot be loaded.
+
+    Notes
+    -----
+    Files under `out_dir`: ``config.json`` (the config and case names), ``progress.json``,
+    ``history.json`` (loss per epoch, validation Dice per validated epoch), ``last.pt`` (every epoch),
+    ``best.pt`` and ``summary.json``, each written atomically. Sets torch's global seed and, with
+    ``cfg.threads``, its thread count.
     """
     import torch
     from monai.losses import DiceCELoss
@@ -273,7 +465,36 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
 
 def combine_runs(run_dirs: list[str | Path], out_dir: str | Path, checkpoint: str = "last.pt") -> dict:
     """Make an ensemble run folder from finished runs on the same split: one checkpoint whose network
-    averages the members' softmax, plus config/summary/split records for export and the model card."""
+    averages the members' softmax, plus config/summary/split records for export and the model card.
+
+    Parameters
+    ----------
+    run_dirs : list of str or pathlib.Path
+        Finished run folders, each with ``split.json``, ``config.json``, ``summary.json`` and `checkpoint`.
+    out_dir : str or pathlib.Path
+        The ensemble's run folder; created when missing.
+    checkpoint : str, optional
+        Which checkpoint file of each run to use.
+
+    Returns
+    -------
+    dict
+        The summary, also written to ``summary.json``: ``state`` "finished", ``stopped``, ``epochs_run``
+        and ``best_epoch`` (lists, one per member), ``elapsed_s`` (summed) and ``checkpoint``.
+
+    Raises
+    ------
+    ValueError
+        When the runs do not share one validation split.
+    FileNotFoundError
+        When a run lacks one of the files above.
+
+    Notes
+    -----
+    Files under `out_dir`: ``best.pt`` (the ensemble), ``split.json`` (the shared split),
+    ``config.json`` (the first member's config plus ``ensemble_of`` and ``member_configs``) and
+    ``summary.json``.
+    """
     import json
 
     runs = [Path(r) for r in run_dirs]
