@@ -22,9 +22,10 @@ from segloop.display.render import OverlayStyle, compose_rgb, encode_png, slice_
 from segloop.display.windowing import apply_window
 from segloop.editing import operations
 from segloop.editing.history import EditHistory, apply_edit
-from segloop.display.overlays import add_layer, uncertainty_layer
+from segloop.display.overlays import add_layer, box_outline, outline_trace, uncertainty_layer
 from segloop.editing.selections import apply_selection, selection_signature
 from segloop.editing.tools import CLICK_TOOLS, Tool
+from segloop.wholehead.regions import BOX_EDGES
 from segloop.errors import SegLoopError
 
 HISTORY_KEY = "seg_history"
@@ -211,7 +212,7 @@ def process_selections(tool: str, value: int) -> None:
 
 
 def _figure(plane: str, index: int, window: tuple[float, float], style: OverlayStyle, names: dict[int, str],
-            tool: str, levels: np.ndarray | None, height: int) -> go.Figure:
+            tool: str, levels: np.ndarray | None, height: int, boxes: list | None = None) -> go.Figure:
     vol = session.current_volume()
     dragmode = {Tool.BOX: "select", Tool.LASSO: "lasso"}.get(tool, "pan")
     fig = slice_figure_dict(
@@ -221,16 +222,28 @@ def _figure(plane: str, index: int, window: tuple[float, float], style: OverlayS
     )
     if levels is not None:
         add_layer(fig, uncertainty_layer(levels, plane, index, vol.spacing))
+    for side in boxes or []:  # where the whole-head path looked for each hippocampus
+        cut = box_outline(side.corners, BOX_EDGES, plane, index, vol.shape, vol.spacing)
+        if cut is not None:
+            fig["data"].append(outline_trace(*cut, name=f"{side.side} box"))
     return go.Figure(fig, _validate=False)
 
 
+def go_to_voxel(voxel) -> None:
+    """Move the three planes' sliders to a voxel (a callback: runs before the sliders are drawn)."""
+    vol = session.current_volume()
+    for plane in planes.PLANES:
+        index, _, _ = planes.voxel_to_display(plane, tuple(int(round(float(v))) for v in voxel), vol.shape)
+        st.session_state[f"seg_slice_{plane}"] = int(min(max(index, 0), planes.n_slices(vol.shape, plane) - 1))
+
+
 def plane_panel(plane: str, window: tuple[float, float], style: OverlayStyle, names: dict[int, str], tool: str,
-                levels: np.ndarray | None, height: int = 380) -> None:
-    """Slider `seg_slice_<plane>` and the editing chart of one plane."""
+                levels: np.ndarray | None, height: int = 380, boxes: list | None = None) -> None:
+    """Slider `seg_slice_<plane>` and the editing chart of one plane, with the whole-head path's box outlines."""
     vol = session.current_volume()
     n = planes.n_slices(vol.shape, plane)
     index = st.slider(f"{plane.capitalize()} slice", 0, n - 1, key=f"seg_slice_{plane}")
-    fig = _figure(plane, int(index), window, style, names, tool, levels, height)
+    fig = _figure(plane, int(index), window, style, names, tool, levels, height, boxes)
     if tool == Tool.BRUSH:
         st.plotly_chart(fig, key=f"seg_view_{plane}", config=PLOT_CONFIG, theme=None)
         return

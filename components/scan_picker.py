@@ -14,7 +14,7 @@ from segloop import config
 from segloop.errors import SegLoopError
 
 UPLOAD_TYPES = ["nii", "gz", "zip", "nrrd", "mha", "mhd"]
-DEFAULT_DEMO = "mni152_left_hippocampus"
+DEFAULT_DEMO = "mni152_t1"
 MAX_UPLOAD_MB = 500
 
 

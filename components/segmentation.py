@@ -48,7 +48,10 @@ class CachedPrediction:
     model_title: str
     version_id: int | None = None
     version: int | None = None
-    extra: dict = field(default_factory=dict)
+    kind: str = "crop"  # the path taken: "crop" or "whole head"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+    sides: list = field(default_factory=list)  # whole head: segloop.wholehead.segment.SideResult per hemisphere
+    report: dict = field(default_factory=dict)  # segloop.wholehead.segment.volume_report row
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -98,55 +101,62 @@ def model_labels(model: ModelChoice) -> tuple[dict[int, str], dict[int, str]]:
     return {lab.value: lab.name for lab in fg}, {lab.value: lab.color for lab in fg}
 
 
-def cache_key(case: str, model: ModelChoice) -> str:
-    return f"{case}|{model.sha}"
+def cache_key(case: str, model: ModelChoice, mode: str = "auto") -> str:
+    return f"{case}|{model.sha}|{mode}"
 
 
-def cached_prediction(case: str | None, model: ModelChoice) -> CachedPrediction | None:
-    """The prediction of this scan by this model made earlier in the session, if any."""
+def cached_prediction(case: str | None, model: ModelChoice, mode: str = "auto") -> CachedPrediction | None:
+    """The prediction of this scan by this model (on the path `mode` asks for) made earlier in the session."""
     if not case:
         return None
-    return st.session_state.get(PREDICTIONS_KEY, {}).get(cache_key(case, model))
+    return st.session_state.get(PREDICTIONS_KEY, {}).get(cache_key(case, model, mode))
 
 
-def run_prediction(case: str, model: ModelChoice) -> CachedPrediction:
-    """Predict the current scan with `model` (once per scan and model), record it, cache it in the session."""
+def run_prediction(case: str, model: ModelChoice, mode: str = "auto") -> CachedPrediction:
+    """Segment the current scan with `model` (once per scan, model and mode), record it, cache it in the session.
+
+    `mode` is a `segloop.wholehead.segment.Mode`: "auto" takes the whole-head path for a whole head.
+    """
     from segloop.display.overlays import uncertainty_levels
     from segloop.store.predictions import ensure_scan, record_model_output
-    from segloop.model.inference import predict
+    from segloop.wholehead.segment import segment_scan, volume_report
 
-    found = cached_prediction(case, model)
+    found = cached_prediction(case, model, mode)
     if found is not None:
         return found
     vol = session.current_volume()
     st.session_state[CALLS_KEY] = st.session_state.get(CALLS_KEY, 0) + 1
-    pred = predict(vol, model.path)
-    labels = np.ascontiguousarray(pred.labels, dtype=np.uint8)
+    seg = segment_scan(vol, model.path, mode)
+    labels = np.ascontiguousarray(seg.labels, dtype=np.uint8)
     labels.setflags(write=False)
-    fg = pred.card.foreground_labels
+    fg = seg.card.foreground_labels
     result = CachedPrediction(
         labels=labels,
-        levels=uncertainty_levels(pred.uncertainty),
-        mean_uncertainty=pred.mean_foreground_uncertainty,
-        provider=pred.provider,
-        provider_note=pred.provider_note,
-        seconds=float(pred.seconds),
-        warnings=list(pred.warnings),
+        levels=uncertainty_levels(seg.uncertainty),
+        mean_uncertainty=seg.mean_foreground_uncertainty,
+        provider=seg.provider,
+        provider_note=seg.provider_note,
+        seconds=float(seg.seconds),
+        warnings=list(seg.warnings),
         names={lab.value: lab.name for lab in fg},
         colors={lab.value: lab.color for lab in fg},
         model_id=model.model_id,
         model_title=model.title,
+        kind=str(seg.kind),
+        timings=dict(seg.timings),
+        sides=list(seg.sides),
+        report=volume_report(case, seg),
     )
     try:
         ds = store()
         scan = ensure_scan(ds, case, vol, session.current_source(), _reference_label_path(case))
-        version, _ = record_model_output(ds, scan, vol, labels, pred.uncertainty, model.model_id,
+        version, _ = record_model_output(ds, scan, vol, labels, seg.uncertainty, model.model_id,
                                          note=f"{model.title} prediction")
         result.version_id, result.version = version.id, version.version
     except Exception as exc:  # the prediction is still usable; say why it was not stored
         result.warnings.append(f"the prediction could not be saved in the workspace: {exc}")
     cache = st.session_state.setdefault(PREDICTIONS_KEY, {})
-    cache[cache_key(case, model)] = result
+    cache[cache_key(case, model, mode)] = result
     while len(cache) > MAX_CACHED:
         cache.pop(next(iter(cache)))
     return result

@@ -13,6 +13,9 @@ from segloop.display.render import OverlayStyle
 from segloop.display.windowing import PRESETS, preset_window
 from segloop.editing.tools import HELP as TOOL_HELP
 from segloop.editing.tools import Tool
+from segloop.wholehead.segment import Mode
+
+MODE_LABELS = {Mode.AUTO: "Auto", Mode.CROP: "Crop as it is", Mode.WHOLE_HEAD: "Whole head"}
 
 ensure_app_shell()
 st.title("Segment & correct")
@@ -27,7 +30,8 @@ editor.ensure_state()
 
 model = segmentation.active_model()
 names, colors = segmentation.model_labels(model)
-pred = segmentation.cached_prediction(case, model)
+mode = st.session_state.get("seg_mode", Mode.AUTO)
+pred = segmentation.cached_prediction(case, model, mode)
 
 with st.sidebar:
     st.subheader("Display")
@@ -41,6 +45,9 @@ with st.sidebar:
     show_unc = st.toggle("Show uncertainty", key="seg_show_unc", disabled=pred is None,
                          help="Heat overlay of the model's uncertainty (normalised entropy): "
                               "yellow ≥ 0.1, orange ≥ 0.25 / 0.5, red ≥ 0.75.")
+    show_boxes = st.toggle("Show hippocampus boxes", value=True, key="seg_show_boxes",
+                           disabled=pred is None or not pred.sides,
+                           help="Dashed outlines: where the whole-head path looked for each hippocampus.")
 style = OverlayStyle.make(colors, opacity=opacity, contour=contour)
 
 # --------------------------------------------------------------------------- segment
@@ -48,12 +55,15 @@ st.subheader("Segment")
 store = segmentation.store()
 scan = segmentation.scan_record(case)
 st.caption(f"Active model: **{model.title}**" + (f" — {model.note}" if model.note else ""))
+st.radio("Path", list(Mode), horizontal=True, key="seg_mode", format_func=MODE_LABELS.get,
+         help="Auto decides from the scan's field of view: a hippocampus crop like the training data runs as it is; "
+              "a whole head is first registered to the MNI152 template to find both hippocampi.")
 if pred is None:
     if st.button("Run segmentation", key="seg_run", type="primary", icon=":material/play_arrow:"):
         try:
             with st.status(f"Running {model.title} on {case}…", expanded=True) as status:
-                st.write("Preprocessing, running the network and post-processing…")
-                pred = segmentation.run_prediction(case, model)
+                st.write("Localising (whole head: registration to MNI152), running the network, post-processing…")
+                pred = segmentation.run_prediction(case, model, mode)
                 status.update(label=f"Segmented in {pred.seconds:.1f} s", state="complete", expanded=False)
         except Exception as exc:  # ModelError and friends: one clear sentence
             st.error(f"Segmentation failed: {exc}")
@@ -70,6 +80,20 @@ else:
                f"{pred.mean_uncertainty:.3f}" + (f" · saved as version {pred.version}" if pred.version else ""))
     for w in pred.warnings:
         st.warning(w)
+    st.caption(f"Path: **{pred.kind}** · " + " · ".join(f"{step} {s:.2f} s" for step, s in pred.timings.items()))
+    if pred.sides:
+        rep = pred.report
+        st.caption(f"Registration to MNI152: match {rep['registration_quality']:.2f} · estimated intracranial volume "
+                   f"(eTIV, Buckner et al. 2004) {rep['etiv_ml']:.0f} mL · left/right asymmetry "
+                   f"{rep['asymmetry_total_pct']:+.1f} %")
+        st.dataframe(
+            [{"Side": s.side, **{f"{names.get(v, v)} (mL)": round(rep[f"{s.side}_{names.get(v, str(v)).replace(' ', '_')}_ml"], 3)
+                                 for v in sorted(names)},
+              "Total (mL)": round(rep[f"{s.side}_total_ml"], 3), "Mean uncertainty": round(s.mean_uncertainty, 3)}
+             for s in pred.sides], hide_index=True, key="seg_sides_table")
+        for col, s in zip(st.columns(len(pred.sides)), pred.sides):
+            col.button(f"Go to the {s.side} hippocampus", key=f"seg_goto_{s.side}", on_click=editor.go_to_voxel,
+                       args=(s.centre,), icon=":material/my_location:")
     st.button("Reset to the model output", key="seg_reset_model", on_click=editor.reset_to_prediction, args=(pred,),
               help="Replaces the current labels with the model's output (undoable).")
 
@@ -107,7 +131,8 @@ st.caption(TOOL_HELP[Tool(tool)])
 levels = pred.levels if (pred is not None and show_unc) else None
 for col, plane in zip(st.columns(3), planes.PLANES):
     with col:
-        editor.plane_panel(plane, window, style, names, tool, levels)
+        editor.plane_panel(plane, window, style, names, tool, levels,
+                           boxes=pred.sides if (pred is not None and show_boxes) else None)
 
 edit_plane = st.selectbox("Plane for the brush and slice tools", planes.PLANES, key="seg_plane")
 if tool == Tool.BRUSH:

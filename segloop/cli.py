@@ -13,8 +13,8 @@ from segloop.errors import SegLoopError
 from segloop.io.atomic import atomic_write_json
 from segloop.io.readers import load_scan, scan_name
 from segloop.io.scan_info import format_info, scan_info
-from segloop.io.writers import save_label
-from segloop.model.inference import default_model_path, predict
+from segloop.io.writers import save_label, write_csv
+from segloop.model.inference import default_model_path
 from segloop.model.metrics import evaluate_folders
 from segloop.model.network import DEFAULT_ARCHITECTURE
 from segloop.store.database import Datastore
@@ -24,6 +24,7 @@ from segloop.training.export import export_run
 from segloop.training.finetune import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, plan_finetune
 from segloop.training.jobs import follow_run, start_training
 from segloop.training.loop import TrainConfig, combine_runs, train
+from segloop.wholehead.segment import Mode, ScanKind, scan_kind, segment_scan, volume_report
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -55,25 +56,46 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if dupes:
         raise SegLoopError(f"several inputs share the output name {sorted(dupes)[0]}.nii.gz")
     for path in args.images:  # validate every input before writing anything
-        load_scan(path)
+        vol = load_scan(path)
+        if args.mode == Mode.AUTO:
+            scan_kind(vol)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, rows, failed, note = [], [], 0, ""
     for path in args.images:
         vol = load_scan(path)
-        pred = predict(vol, model, largest_component=not args.no_postprocess)
-        target = save_label(pred.labels, vol, out / f"{vol.name}.nii.gz")
-        for w in pred.warnings:
+        try:
+            seg = segment_scan(vol, model, args.mode, largest_component=False if args.no_postprocess else None)
+        except SegLoopError as exc:  # one scan that cannot be localised does not stop the others
+            failed += 1
+            print(f"error: {vol.name}: {exc}", file=sys.stderr)
+            rows.append({"scan": vol.name, "status": "failed", "error": str(exc)})
+            continue
+        target = save_label(seg.labels, vol, out / f"{vol.name}.nii.gz")
+        for w in seg.warnings:
             print(f"warning: {vol.name}: {w}", file=sys.stderr)
-        results.append({"image": str(path), "output": str(target), "seconds": round(pred.seconds, 4),
-                        "provider": pred.provider, "foreground_voxels": int((pred.labels > 0).sum()),
-                        "mean_foreground_uncertainty": round(pred.mean_foreground_uncertainty, 4)})
+        rows.append({"status": "ok", **volume_report(vol.name, seg)})
+        note = seg.provider_note
+        results.append({"image": str(path), "output": str(target), "path": str(seg.kind),
+                        "seconds": round(seg.seconds, 4), "timings": {k: round(v, 4) for k, v in seg.timings.items()},
+                        "provider": seg.provider, "foreground_voxels": int((seg.labels > 0).sum()),
+                        "mean_foreground_uncertainty": round(seg.mean_foreground_uncertainty, 4)})
         if not args.json:
-            print(f"{vol.name}: {target} ({pred.seconds * 1000:.0f} ms, {pred.provider})")
+            steps = ", ".join(f"{k} {v:.2f} s" for k, v in seg.timings.items())
+            print(f"{vol.name}: {target} ({seg.kind}: {steps}; {seg.provider})")
+            if seg.kind is ScanKind.WHOLE_HEAD:
+                row = rows[-1]
+                print(f"  left {row['left_total_ml']:.2f} mL, right {row['right_total_ml']:.2f} mL, asymmetry "
+                      f"{row['asymmetry_total_pct']:+.1f} %, eTIV {row['etiv_ml']:.0f} mL, registration quality "
+                      f"{row['registration_quality']:.2f}")
+    if args.report:
+        write_csv(args.report, rows)
     if args.json:
         print(json.dumps(results, indent=2))
-    else:
-        print(f"provider note: {pred.provider_note}")
-    return 0
+    elif note:
+        print(f"provider note: {note}")
+    if args.report and not args.json:
+        print(f"report: {args.report} ({len(rows)} rows)")
+    return 2 if failed else 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -174,12 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ensemble)
     p = sub.add_parser("predict", help="segment scans with an ONNX model",
                        description="Segment each IMAGE and write <name>.nii.gz label maps to --out, on the input's own "
-                                   "grid and affine so they overlay the scan in any viewer. All inputs are checked "
-                                   "before anything is written.")
+                                   "grid and affine so they overlay the scan in any viewer. A whole-head scan is first "
+                                   "registered to the MNI152 template to find both hippocampi. All inputs are checked "
+                                   "before anything is written; a scan that cannot be localised is reported and the "
+                                   "others still run (exit code 2).")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="scans: NIfTI, a DICOM folder or .zip, NRRD or MHA")
     p.add_argument("--out", required=True, help="output folder for the label maps")
     p.add_argument("--model", default=None, help="ONNX model with a .card.json beside it (default: the shipped model in weights/)")
     p.add_argument("--no-postprocess", action="store_true", help="keep every connected component (default: largest per label)")
+    p.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.AUTO.value,
+                   help="auto: decide from each scan's field of view (a crop like the training data, or a whole "
+                        "head); crop: run the model on the scan as it is; whole-head: register to the MNI152 "
+                        "template and segment each hippocampus in its own box (default: %(default)s)")
+    p.add_argument("--report", default=None, metavar="CSV",
+                   help="write one row per scan: path taken, volumes in mL per side and label, left/right asymmetry, "
+                        "head size (eTIV), registration quality, mean uncertainty, seconds")
     p.add_argument("--json", action="store_true", help="print one JSON list of results")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("evaluate", help="Dice and HD95 of predictions against references",

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the pages import `components` from the repository root
     sys.path.insert(0, str(ROOT))
 
-from segloop.display import planes  # noqa: E402
 from segloop.config import WEIGHTS_DIR  # noqa: E402
+from segloop.display import planes  # noqa: E402
 
 SEGMENT = str(ROOT / "pages" / "segment.py")
 CASE = "hippocampus_001"

@@ -13,10 +13,10 @@ from PIL import Image
 from segloop.display import planes
 from segloop.display.overlays import uncertainty_layer, uncertainty_levels
 from segloop.editing.selections import apply_selection, selection_signature
-from segloop.store.predictions import ensure_scan, record_model_output
 from segloop.io.readers import load_label
 from segloop.io.volume import volume_from_array
 from segloop.store.database import Datastore
+from segloop.store.predictions import ensure_scan, record_model_output
 
 
 def _sel(box=(), lasso=(), points=()) -> dict:

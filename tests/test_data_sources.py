@@ -101,12 +101,16 @@ def test_demo_scans_load_offline(tmp_path, monkeypatch):
     assert crop_path.parent == tmp_path / "ws" / "samples"
     crop = load_scan(crop_path)
     # The crop's corners lie at the requested MNI coordinates (left hemisphere: x < 0).
-    np.testing.assert_allclose(crop.affine @ [0, 0, 0, 1], [-40, -42, -28, 1], atol=1.0)
-    np.testing.assert_allclose(crop.affine @ [*(np.array(crop.shape) - 1), 1], [-8, 2, 4, 1], atol=1.0)
+    from segloop.data.mni import LEFT_HIPPOCAMPUS_BOX_MM
+
+    (x0, x1), (y0, y1), (z0, z1) = LEFT_HIPPOCAMPUS_BOX_MM
+    np.testing.assert_allclose(crop.affine @ [0, 0, 0, 1], [x0, y0, z0, 1], atol=1.0)
+    np.testing.assert_allclose(crop.affine @ [*(np.array(crop.shape) - 1), 1], [x1, y1, z1, 1], atol=1.0)
     # Same voxels as the template at the same world points.
     i, j, k = np.round(np.linalg.inv(brain.affine) @ crop.affine @ [0, 0, 0, 1])[:3].astype(int)
     np.testing.assert_array_equal(crop.array, brain.array[i : i + crop.shape[0], j : j + crop.shape[1], k : k + crop.shape[2]])
     assert crop.array.std() > 10  # brain tissue, not an empty corner
     mtime = crop_path.stat().st_mtime_ns
-    assert demo_cases()[0].image_path == str(crop_path) and crop_path.stat().st_mtime_ns == mtime  # cached
+    assert cases["mni152_t1"] == demo_cases()[0]  # the whole template is the default demo
+    assert demo_cases()[1].image_path == str(crop_path) and crop_path.stat().st_mtime_ns == mtime  # cached
     shutil.rmtree(tmp_path / "ws")

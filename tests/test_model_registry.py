@@ -28,8 +28,8 @@ def make_tiny_model(folder: Path, stem: str = "tiny", seed: int = 0, dice: float
     """A real (untrained) tiny U-Net: torch checkpoint, ONNX export and model card, as training would leave them."""
     import torch
 
-    from segloop.model.network import build_network, size_divisor
     from segloop.model.card import Evaluation, Metrics
+    from segloop.model.network import build_network, size_divisor
     from segloop.training.export import export_onnx, hippocampus_card, write_card
     from segloop.training.loop import save_checkpoint
 

@@ -123,9 +123,9 @@ def test_missing_validation_set_is_refused(tmp_path, tiny):
 
 def test_finetuned_card_inherits_a_non_hippocampus_parent_card(tmp_path):
     """A model whose card is not the hippocampus one: its fine-tuned version keeps labels, input and processing."""
+    from segloop.data.splits import Case
     from segloop.model.card import LabelInfo, load_card
     from segloop.training.finetune import plan_finetune
-    from segloop.data.splits import Case
 
     files = make_tiny_model(tmp_path / "base", stem="organ-tiny")
     card = load_card(files["card"])

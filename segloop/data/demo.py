@@ -1,32 +1,18 @@
 """Demo scans for a fresh machine with no data of its own; works offline.
 
-Source: the MNI ICBM152 2009 nonlinear symmetric T1 template ("mni_icbm152_t1_tal_nlin_sym_09a",
-1 mm, 197x233x189 voxels, MNI space) as shipped *inside the nilearn wheel*
-(`nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz`, the file behind
-`nilearn.datasets.load_mni152_template`). Nothing is downloaded: the file is read from the
-installed package.
-
-Template: V. Fonov, A. Evans, R. McKinstry, C. Almli, D. Collins, "Unbiased nonlinear average
-age-appropriate brain templates from birth to adulthood", NeuroImage 47 (2009) S102; and Fonov et al.,
-NeuroImage 54 (2011) 313-327. Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre,
-Montreal Neurological Institute, McGill University. The MNI distribution page
-(http://www.bic.mni.mcgill.ca/ServicesAtlases/ICBM152NLin2009) grants permission to use, copy, modify
-and distribute it for any purpose without fee, provided the copyright notice appears in all copies,
-with no warranty. nilearn's own description file (icbm152_2009.rst) lists the licence as "unknown";
-nilearn's "converted" copy is rescaled to uint8 (0-255). nilearn itself is BSD-3-Clause.
-
-Two demo cases:
-- "mni152_t1": the whole template.
-- "mni152_left_hippocampus": a crop around the LEFT hippocampus (MNI x -40..-8, y -42..+2,
-  z -28..+4 mm), about the size of the Decathlon hippocampus crops the shipped model was trained
-  on. It is written once, atomically, to `config.workspace_dir()/samples/` with a correct affine,
-  so it loads like any NIfTI file.
+Both come from the MNI152 2009 T1 template shipped inside the nilearn wheel (see `segloop.data.mni` for
+the file, its authors and licence):
+- "mni152_t1": the whole template (a skull-stripped brain), the default demo: the Segment page finds
+  and segments both hippocampi in it on the whole-head path.
+- "mni152_left_hippocampus": a crop of the template around the LEFT hippocampus (the box of
+  `segloop.data.mni.LEFT_HIPPOCAMPUS_BOX_MM`), about the size of the Decathlon hippocampus crops the
+  shipped model was trained on. It is written once, atomically, to `config.workspace_dir()/samples/`
+  with a correct affine, so it loads like any NIfTI file.
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 
 import nibabel as nib
@@ -34,42 +20,12 @@ import numpy as np
 
 from segloop.config import workspace_dir
 from segloop.data.folders import SourceCase
+from segloop.data.mni import LEFT_HIPPOCAMPUS_BOX_MM, mni152_t1_path
 from segloop.errors import SegLoopError
 from segloop.io.atomic import atomic_write_bytes
 
-MNI_T1_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-#: World-coordinate box (MNI mm, RAS+) of the left-hippocampus crop: (min, max) per axis.
-LEFT_HIPPOCAMPUS_BOX_MM = ((-40.0, -8.0), (-42.0, 2.0), (-28.0, 4.0))
-CROP_FILE = "mni152_left_hippocampus.nii.gz"
-
-
-def mni152_t1_path() -> Path:
-    """Find the MNI152 T1 template inside the installed nilearn package (no import, no download).
-
-    nilearn is located with `importlib.util.find_spec`, so its (slow) import is avoided.
-
-    Returns
-    -------
-    pathlib.Path
-        `MNI_T1_FILE` in nilearn's ``datasets/data`` folder, or else the first ``mni_icbm152_t1*.nii*``
-        file there (by name).
-
-    Raises
-    ------
-    segloop.errors.SegLoopError
-        When nilearn is not installed or ships no MNI152 T1 file.
-    """
-    spec = importlib.util.find_spec("nilearn")
-    if spec is None or not spec.origin:
-        raise SegLoopError("the demo scan needs the nilearn package (pip install nilearn)")
-    data = Path(spec.origin).parent / "datasets" / "data"
-    path = data / MNI_T1_FILE
-    if path.is_file():
-        return path
-    found = sorted(data.glob("mni_icbm152_t1*.nii*"))
-    if not found:
-        raise SegLoopError(f"the MNI152 T1 template was not found in the nilearn package ({data})")
-    return found[0]
+#: The crop's file in the samples cache; the name changes with the box so an old crop is never reused.
+CROP_FILE = "mni152_left_hippocampus_" + "_".join(f"{v:g}" for side in LEFT_HIPPOCAMPUS_BOX_MM for v in side) + ".nii.gz"
 
 
 def crop_box_voxels(
@@ -152,7 +108,7 @@ def left_hippocampus_path(cache_dir: str | Path | None = None) -> Path:
 
 
 def demo_cases(cache_dir: str | Path | None = None) -> list[SourceCase]:
-    """List the built-in demo scans: the left-hippocampus crop (first: what the model expects) and the whole brain.
+    """List the built-in demo scans: the whole template (first: the default) and the left-hippocampus crop.
 
     Parameters
     ----------
@@ -162,7 +118,7 @@ def demo_cases(cache_dir: str | Path | None = None) -> list[SourceCase]:
     Returns
     -------
     list of SourceCase
-        Two NIfTI cases without label maps: "mni152_left_hippocampus" and "mni152_t1".
+        Two NIfTI cases without label maps: "mni152_t1" and "mni152_left_hippocampus".
 
     Raises
     ------
@@ -171,7 +127,7 @@ def demo_cases(cache_dir: str | Path | None = None) -> list[SourceCase]:
     """
     note = "MNI ICBM152 2009 T1 template (nilearn package data)"
     return [
+        SourceCase("mni152_t1", str(mni152_t1_path()), None, "nifti", f"Whole {note} (skull-stripped brain)"),
         SourceCase("mni152_left_hippocampus", str(left_hippocampus_path(cache_dir)), None, "nifti",
                    f"Left hippocampus crop of the {note}"),
-        SourceCase("mni152_t1", str(mni152_t1_path()), None, "nifti", f"Whole-brain {note}"),
     ]

@@ -101,3 +101,64 @@ def add_layer(figure: dict, layer: dict | None) -> dict:
         n_images = sum(1 for t in data if t.get("type") == "image")
         data.insert(n_images, layer)
     return figure
+
+
+def box_outline(corners: np.ndarray, edges: tuple[tuple[int, int], ...], plane: str, index: int,
+                shape: tuple[int, ...], spacing: tuple[float, float, float]) -> tuple[list[float], list[float]] | None:
+    """Where a box (any parallelepiped in voxel space) cuts a slice, as a closed outline in figure mm.
+
+    Parameters
+    ----------
+    corners : np.ndarray
+        float (8, 3): the box corners in RAS voxel coordinates (they may lie outside the volume).
+    edges : tuple of (int, int)
+        The 12 pairs of corner indices joined by the box's edges.
+    plane : {"axial", "coronal", "sagittal"}
+        Viewing plane.
+    index : int
+        Slice index along the plane's axis.
+    shape : tuple of int
+        (X, Y, Z) of the volume.
+    spacing : tuple of 3 float
+        Voxel size in mm along the RAS axes.
+
+    Returns
+    -------
+    tuple of (list of float, list of float) or None
+        Figure x and y (mm, as `segloop.display.render` places pixels) of the closed polygon where
+        the slice cuts the box; None when the slice misses it.
+
+    Examples
+    --------
+    >>> import itertools
+    >>> corners = np.array(list(itertools.product((2, 6), (2, 6), (2, 6))), float)
+    >>> edges = tuple((a, b) for a, b in itertools.combinations(range(8), 2) if (a ^ b).bit_count() == 1)
+    >>> xs, ys = box_outline(corners, edges, "axial", 4, (10, 10, 10), (1.0, 1.0, 1.0))
+    >>> sorted(set(xs)), sorted(set(ys))
+    ([3.0, 7.0], [3.0, 7.0])
+    >>> box_outline(corners, edges, "axial", 8, (10, 10, 10), (1.0, 1.0, 1.0)) is None
+    True
+    """
+    axis = planes.PLANE_AXIS[plane]
+    points = []
+    for a, b in edges:
+        p, q = corners[a], corners[b]
+        if p[axis] == q[axis] or (p[axis] - index) * (q[axis] - index) > 0:
+            continue
+        points.append(p + (index - p[axis]) / (q[axis] - p[axis]) * (q - p))
+    if len(points) < 3:
+        return None
+    pts = np.array(points)
+    _, rows, cols = planes.voxel_to_display(plane, (pts[:, 0], pts[:, 1], pts[:, 2]), shape)
+    rows, cols = np.asarray(rows, float), np.asarray(cols, float)
+    order = np.argsort(np.arctan2(rows - rows.mean(), cols - cols.mean()))  # a plane cuts a box in a convex polygon
+    row_mm, col_mm = planes.pixel_spacing(spacing, plane)
+    xs = [float(c * col_mm) for c in cols[order]]
+    ys = [float(r * row_mm) for r in rows[order]]
+    return xs + xs[:1], ys + ys[:1]
+
+
+def outline_trace(xs: list[float], ys: list[float], name: str, color: str = "#00e5ff") -> dict:
+    """A Plotly line trace (dashed, no hover) drawing an outline over a slice figure."""
+    return dict(type="scatter", x=xs, y=ys, mode="lines", name=name, hoverinfo="skip", showlegend=False,
+                line=dict(color=color, width=1.5, dash="dash"))

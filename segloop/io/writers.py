@@ -7,7 +7,9 @@ NIfTI reference the qform/sform codes are copied, so other tools pick the same t
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 from pathlib import Path
 
 import nibabel as nib
@@ -125,3 +127,28 @@ def save_label(label_ras: np.ndarray, reference: Volume, path: str | Path) -> Pa
     data = _encode(label_nifti_image(label_ras, reference), compress=lower.endswith(".gz"))
     atomic_write_bytes(path, data)
     return path
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> Path:
+    """Write a table as CSV, atomically: a crash leaves the previous file or none, never half a table.
+
+    Parameters
+    ----------
+    path : path
+        The CSV file to write (its folder is created).
+    rows : list of dict
+        One dict per row; the columns are the union of their keys in first-seen order, and a row
+        lacking a column leaves that cell empty.
+
+    Returns
+    -------
+    Path
+        `path`.
+    """
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return Path(path)

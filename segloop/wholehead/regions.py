@@ -5,25 +5,7 @@ A box is ((x0, x1), (y0, y1), (z0, z1)) in MNI millimetres (RAS+: x < 0 is the s
 orientation (RAS voxel order) whatever the head position; `box_to_scan` maps a crop's class
 probabilities back onto the scan's own grid.
 
-Hippocampus boxes
------------------
-The left box is x -44..-8, y -48..+4, z -33..+7 mm (36 x 52 x 40 voxels at 1 mm); the right box is its
-mirror image (the template is exactly left-right symmetric). How it was chosen:
-
-- Anatomy. Seitzman et al. 2018 (the ROI set shipped with nilearn,
-  `seitzman_2018_ROIs_300inVol_MNI_allInfo.txt`) put its hippocampus ROIs at (-25.6, -11.8, -21.5)
-  (head) and (-25.2, -38.8, -2.0) (tail), mirrored on the right; the literature hippocampal centroid
-  is about (+-26, -22, -14). The shipped hippocampus model, run on the MNI152 template itself,
-  labels hippocampus over x -37..-14, y -41..-4, z -30..+4 with centroid (-27, -21, -15).
-- Size. The network z-scores each crop over the whole crop, so the box stays close to the
-  Decathlon crops it was trained on (shapes median 35 x 50 x 36, 95th percentile 38 x 55 x 42 voxels at
-  1 mm), instead of a generous box with much more surrounding tissue.
-- Margin. Around the model's template labels the box leaves 7/6 mm (x), 7/8 mm (y) and 3/3 mm (z);
-  the Decathlon crops leave a median 5-7 mm (minimum 3 mm) around their labels. The z margin is the
-  tightest because the template's hippocampus (head to upturned tail) is 34 mm tall, more than the
-  Decathlon median of 26 voxels; the registration's own error on test data is under 1 mm.
-This box replaces the demo crop x -40..-8, y -42..+2, z -28..+4, which cut the template's
-hippocampus at its lower and posterior ends.
+The hippocampus boxes themselves are defined once, with their justification, in `segloop.data.mni`.
 """
 
 from __future__ import annotations
@@ -33,23 +15,11 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-Box = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
-
-LEFT_HIPPOCAMPUS_BOX_MM: Box = ((-44.0, -8.0), (-48.0, 4.0), (-33.0, 7.0))
-
-
-def mirror_box(box_mm: Box) -> Box:
-    """The box mirrored across the midsagittal plane (x -> -x)."""
-    (x0, x1), y, z = box_mm
-    return ((-x1, -x0), y, z)
-
-
-RIGHT_HIPPOCAMPUS_BOX_MM: Box = mirror_box(LEFT_HIPPOCAMPUS_BOX_MM)
-HIPPOCAMPUS_BOXES_MM: dict[str, Box] = {"left": LEFT_HIPPOCAMPUS_BOX_MM, "right": RIGHT_HIPPOCAMPUS_BOX_MM}
+from segloop.data.mni import Box
 
 #: Pairs of indices into `box_corners_in_scan`'s corners joined by the box's 12 edges.
 BOX_EDGES: tuple[tuple[int, int], ...] = tuple(
-    (a, b) for a, b in itertools.combinations(range(8), 2) if bin(a ^ b).count("1") == 1)
+    (a, b) for a, b in itertools.combinations(range(8), 2) if (a ^ b).bit_count() == 1)
 
 
 def box_grid(box_mm: Box, spacing_mm: float = 1.0) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -150,8 +120,9 @@ def box_to_scan(prob: np.ndarray, crop_affine: np.ndarray, scan_shape: tuple[int
         Where the result goes in the scan: ``full[:, region[0], region[1], region[2]] = values``.
         Empty slices when the box lies outside the scan.
     values : np.ndarray
-        float32 (C, *region shape): trilinear interpolation of `prob` at the scan voxels; outside the
-        box background is 1 and the other channels 0, so every voxel still sums to 1.
+        float32 (C, *region shape): trilinear interpolation of `prob` at the scan voxels; beyond the
+        crop's outermost voxel centres background is 1 and the other channels 0, so every voxel
+        still sums to 1 when the crop's channels do.
     """
     shape = prob.shape[1:]
     crop_corners = np.array(list(itertools.product(*[(-0.5, n - 0.5) for n in shape])))
