@@ -136,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.scans):
         truth = random_scan_to_mni(rng)
         array, affine = make_scan(truth, rng, spacing=SPACINGS[i % len(SPACINGS)])
-        path = tmp / f"head_{i}_{'x'.join(f'{s:g}' for s in SPACINGS[i % len(SPACINGS)])}mm.nii.gz"
+        name = f"head{i}_" + "x".join(f"{s:g}" for s in SPACINGS[i % len(SPACINGS)]) + "mm"
+        path = tmp / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(array, affine), str(path))
-        scans.append((path.name.split(".")[0], path, truth))
+        scans.append((name, path, truth))
 
     tpl = load_scan(mni152_t1_path())
     ref = segment_scan(tpl)  # warm-up too: template cache, ONNX session

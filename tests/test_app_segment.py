@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the pages import `components` from the repository root
     sys.path.insert(0, str(ROOT))
 
+from apptest_tables import table  # noqa: E402
+
 from segloop.config import WEIGHTS_DIR  # noqa: E402
 from segloop.display import planes  # noqa: E402
 
@@ -238,3 +240,52 @@ def test_copy_slice_and_interpolate_buttons(env: Path) -> None:
     assert not at.exception
     assert any("draw it on both slices first" in i.value for i in at.info)
     assert np.array_equal(at.session_state["current_labels"], before)
+
+
+@pytest.fixture()
+def demo_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No data folder: the app opens its default demo, the whole MNI152 template."""
+    if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
+        pytest.skip("the shipped model weights/hippocampus-unet-v1.onnx is missing")
+    monkeypatch.delenv("SEGLOOP_DATA_DIR", raising=False)
+    monkeypatch.setenv("SEGLOOP_WORKSPACE", str(tmp_path / "ws"))
+    return tmp_path / "ws"
+
+
+def test_default_demo_is_a_whole_head_segmented_on_both_sides(demo_env: Path) -> None:
+    at = AppTest.from_file(SEGMENT, default_timeout=180).run()
+    assert not at.exception, at.exception
+    assert at.session_state["current_case"] == "mni152_t1" and at.radio(key="seg_mode").value == "auto"
+    at.button(key="seg_run").click().run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Path: **whole head**" in captions and "register to MNI152" in captions and "segment left" in captions
+    assert "eTIV" in captions and "asymmetry" in captions
+    sides = table(at, "Side")
+    assert list(sides["Side"]) == ["left", "right"]
+    assert ((sides["Total (mL)"] > 2.5) & (sides["Total (mL)"] < 6)).all()
+    labels = at.session_state["current_labels"]
+    assert labels.shape == (197, 233, 189) and set(np.unique(labels)) == {0, 1, 2}
+
+    # the box outlines are drawn on the slices that cut them; "Go to the right hippocampus" moves all three planes
+    at.button(key="seg_goto_right").click().run()
+    assert not at.exception, at.exception
+    cached = next(iter(at.session_state["seg_predictions"].values()))
+    right = next(s for s in cached.sides if s.side == "right")
+    for plane in planes.PLANES:
+        index, _, _ = planes.voxel_to_display(plane, tuple(int(round(v)) for v in right.centre), labels.shape)
+        assert at.slider(key=f"seg_slice_{plane}").value == index
+    specs = " ".join(c.proto.spec for c in at.get("plotly_chart"))
+    assert specs.count('"right box"') == 3 and '"dash":"dash"' in specs.replace(" ", "")
+    sl = at.session_state["seg_slice_sagittal"]
+    assert labels[sl].any()  # the jump lands on labelled hippocampus
+
+
+def test_forcing_the_whole_head_path_on_a_crop_explains_why_it_cannot(env: Path) -> None:
+    at = AppTest.from_file(SEGMENT, default_timeout=180)
+    at.query_params["case"] = CASE
+    at.run()
+    at.radio(key="seg_mode").set_value("whole-head").run()
+    at.button(key="seg_run").click().run()
+    assert not at.exception, at.exception
+    assert any("Segmentation failed" in e.value and "whole-head scan" in e.value for e in at.error)
