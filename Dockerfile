@@ -2,13 +2,10 @@
 # Build and run locally:  docker build -t segloop . && docker run -p 7860:7860 segloop
 FROM python:3.11-slim
 
-# A Space is shown inside an iframe on huggingface.co, where Streamlit's XSRF cookie is blocked and
-# file uploads fail with 403; Hugging Face documents turning the check off for Streamlit Spaces.
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
-    STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=false
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
 
 # CPU build of torch first (the default PyPI wheel pulls several GB of CUDA libraries), then the rest.
 # torch==2.13.0 in requirements.txt is then already satisfied by 2.13.0+cpu.
@@ -29,4 +26,7 @@ COPY --chown=user . /home/user/app
 # SEGLOOP_WORKSPACE if set, else /data/segloop when the Space has persistent storage mounted at /data,
 # else ~/.segloop (lost when the Space restarts).
 EXPOSE 7860
-CMD ["streamlit", "run", "app.py", "--server.port", "7860", "--server.address", "0.0.0.0", "--server.headless", "true"]
+# XSRF protection stays on, except inside a Hugging Face Space (which sets SPACE_ID): a Space is shown in
+# an iframe on huggingface.co, where Streamlit's XSRF cookie is blocked and uploads fail with 403, and
+# Hugging Face documents turning the check off for Streamlit Spaces.
+CMD ["sh", "-c", "if [ -n \"$SPACE_ID\" ]; then export STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=false; fi; exec streamlit run app.py --server.port 7860 --server.address 0.0.0.0 --server.headless true"]

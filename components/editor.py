@@ -6,6 +6,10 @@ so every plane shows an edit at once. Chart selections are applied at the top of
 anything is drawn, and only once: the applied selection's signature is remembered and the chart's
 key changes (which clears the outline on screen). Buttons use on_click callbacks, which also run
 before the page is drawn.
+
+The array keeps its dtype: uint8, or uint16 for labels above 255 (FreeSurfer-style 1002). Painting
+a label the array cannot hold (300 into uint8) swaps in a uint16 copy, as part of the undoable edit
+(`segloop.editing.history.apply_widening`); undo swaps the uint8 array back. No value is wrapped.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from segloop.display import planes
 from segloop.display.render import OverlayStyle, compose_rgb, encode_png, slice_figure_dict
 from segloop.display.windowing import apply_window
 from segloop.editing import operations
-from segloop.editing.history import EditHistory, apply_edit
+from segloop.editing.history import EditHistory, apply_edit, apply_widening
 from segloop.display.overlays import add_layer, box_outline, outline_trace, uncertainty_layer
 from segloop.editing.selections import apply_selection, selection_signature
 from segloop.editing.tools import CLICK_TOOLS, Tool
 from segloop.wholehead.regions import BOX_EDGES
 from segloop.errors import SegLoopError
+from segloop.io.readers import labels_from_array
 
 HISTORY_KEY = "seg_history"
 BASE_KEY = "seg_base"  # {"version_id", "version", "model_id", "kind"} of the saved version being edited
@@ -112,7 +117,7 @@ def ensure_state() -> None:
 
 
 def editable_labels() -> np.ndarray:
-    """The current label array, created empty for a scan that has none yet."""
+    """The current label array (its own dtype kept), created empty (uint8) for a scan that has none yet."""
     labels = session.current_labels()
     if labels is None:
         vol = session.current_volume()
@@ -145,7 +150,14 @@ def record(edit, message: str | None = None) -> None:
         return
     history().push(edit)
     bump()
-    st.session_state[MESSAGE_KEY] = message or f"{edit.description}: {len(edit)} voxels changed."
+    widened = "" if edit.widened_from is None else f" (labels now stored as uint16, up from {edit.widened_from})"
+    st.session_state[MESSAGE_KEY] = message or f"{edit.description}: {len(edit)} voxels changed{widened}."
+
+
+def _use(labels: np.ndarray) -> None:
+    """Adopt `labels` when an edit, undo or redo replaced the array (its dtype changed)."""
+    if labels is not session.current_labels():
+        _adopt(labels)
 
 
 def set_base(version, labels: np.ndarray) -> None:
@@ -156,8 +168,12 @@ def set_base(version, labels: np.ndarray) -> None:
 
 
 def start_from(labels: np.ndarray, version) -> None:
-    """Replace the labels (a prediction, an opened version) and forget the edit history."""
-    arr = np.array(labels, dtype=np.uint8, copy=True)
+    """Replace the labels (a prediction, an opened version) and forget the edit history.
+
+    The labels keep their values exactly: uint8, or uint16 when a label is above 255 (a new array,
+    checked by `labels_from_array`, never wrapped).
+    """
+    arr = labels_from_array(np.asarray(labels), "labels")
     _adopt(arr)
     history().clear()
     set_base(version, arr)
@@ -200,6 +216,8 @@ def process_selections(tool: str, value: int) -> None:
             applied = None
         if applied is None:
             continue
+        if applied.labels is not None:  # widened to hold the label
+            _adopt(applied.labels)
         st.session_state[APPLIED_KEY] = sig
         st.session_state[NONCE_KEY] = nonce() + 1
         if applied.pixel_box is not None:
@@ -275,7 +293,13 @@ def brush_canvas(plane: str, window: tuple[float, float], style: OverlayStyle, v
         mask = operations.mask_from_canvas(rgba, (rows, cols))
         if mask.any():
             what = "brush" if value else "eraser"
-            record(operations.paint_mask(labels, plane, index, mask, value, what=what))
+            try:
+                labels, edit = apply_widening(labels, value, operations.paint_mask, plane, index, mask, value, what=what)
+            except (ValueError, SegLoopError) as exc:
+                st.session_state[MESSAGE_KEY] = str(exc)
+            else:
+                _use(labels)
+                record(edit)
             st.session_state[NONCE_KEY] = nonce() + 1
             st.rerun()
 
@@ -293,11 +317,19 @@ def _run(op, *args, **kwargs) -> None:
 def reset_to_prediction(pred) -> None:
     """Callback: put the model's output back (one undoable edit); the model version becomes the base."""
     labels = editable_labels()
+    top = int(np.max(pred.labels)) if np.size(pred.labels) else 0
 
     def _copy(arr: np.ndarray) -> None:
         arr[...] = pred.labels
 
-    record(apply_edit(labels, _copy, description="Reset to the model output"))
+    # the user's map may be uint8 while an output is not: widen rather than let numpy wrap values
+    try:
+        labels, edit = apply_widening(labels, top, apply_edit, _copy, description="Reset to the model output")
+    except (ValueError, SegLoopError) as exc:
+        st.session_state[MESSAGE_KEY] = str(exc)
+        return
+    _use(labels)
+    record(edit)
     if pred.version_id is not None:
         st.session_state[BASE_KEY] = {"version_id": pred.version_id, "version": pred.version,
                                       "model_id": pred.model_id, "kind": "model"}
@@ -305,14 +337,16 @@ def reset_to_prediction(pred) -> None:
 
 
 def undo() -> None:
-    edit = history().undo(editable_labels())
+    labels, edit = history().undo_labels(editable_labels())
+    _use(labels)  # undoing a widening edit gives the narrower array back
     if edit is not None:
         bump()
         st.session_state[MESSAGE_KEY] = f"Undone: {edit.description}"
 
 
 def redo() -> None:
-    edit = history().redo(editable_labels())
+    labels, edit = history().redo_labels(editable_labels())
+    _use(labels)
     if edit is not None:
         bump()
         st.session_state[MESSAGE_KEY] = f"Redone: {edit.description}"

@@ -27,7 +27,11 @@ def current_volume() -> Volume | None:
 
 
 def current_labels() -> np.ndarray | None:
-    """The current label array (RAS, same shape as the scan), or None when the scan has none yet."""
+    """The current label array (RAS, same shape as the scan), or None when the scan has none yet.
+
+    Its dtype is whatever the labels came with (uint8, or uint16 for labels above 255); nothing
+    here casts it, so a value such as 1002 is never wrapped.
+    """
     return st.session_state.get(LABELS_KEY)
 
 

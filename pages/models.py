@@ -107,9 +107,10 @@ for m in reversed(models):
     cols[0].markdown(f"**v{m.version}**" + (" (active)" if m.active else ""))
     onnx = Path(m.onnx_path)
     if onnx.is_file():
-        cols[1].download_button(f"ONNX · {onnx.name}", data=onnx.read_bytes(), file_name=f"v{m.version}-{onnx.name}",
-                                mime="application/octet-stream", key=f"dl_onnx_{m.version}")
+        # data as a callable: the file is read only when the user clicks, not on every rerun
+        cols[1].download_button(f"ONNX · {onnx.name}", data=onnx.read_bytes, file_name=f"v{m.version}-{onnx.name}",
+                                mime="application/octet-stream", key=f"dl_onnx_{m.version}", on_click="ignore")
     if m.card_path and Path(m.card_path).is_file():
-        cols[2].download_button(f"Card · {Path(m.card_path).name}", data=Path(m.card_path).read_bytes(),
+        cols[2].download_button(f"Card · {Path(m.card_path).name}", data=Path(m.card_path).read_bytes,
                                 file_name=f"v{m.version}-{Path(m.card_path).name}", mime="application/json",
-                                key=f"dl_card_{m.version}")
+                                key=f"dl_card_{m.version}", on_click="ignore")

@@ -64,8 +64,7 @@ def render_run(store, run_id: int, was_active: bool, names: dict[int, str]) -> N
         if s["cancel_requested"]:
             st.caption("Cancel requested: the run stops after the current epoch.")
         elif st.button("Cancel run", key=f"cancel_{run_id}"):
-            with st.spinner("Stopping the run…"):
-                cancel(store, run_id, grace_s=3.0)
+            cancel(store, run_id)  # returns at once; this fragment follows the run to its end
             st.rerun()
     elif status == "failed":
         st.error(f"Run #{run_id} failed: {s['error']}")
@@ -123,8 +122,11 @@ base = st.selectbox("Base model", models, index=default_base, key="base_model",
                     format_func=lambda m: f"v{m.version} · {m.name}" + (" (active)" if m.active else ""))
 
 corrected = corrected_versions(store)
-chosen = st.multiselect("Corrected and approved cases to train on", sorted(corrected), default=sorted(corrected),
-                        key="train_cases", help="The newest correction or approval of each case.")
+scan_names = {sid: store.scan(sid).name for sid in corrected}
+repeated = {n for n in scan_names.values() if list(scan_names.values()).count(n) > 1}
+chosen = st.multiselect("Corrected and approved cases to train on", sorted(corrected, key=lambda i: (scan_names[i], i)),
+                        default=sorted(corrected), key="train_cases", help="The newest correction or approval of each case.",
+                        format_func=lambda i: f"{scan_names[i]} (#{i})" if scan_names[i] in repeated else scan_names[i])
 if not corrected:
     st.caption("No corrected cases yet: correct predictions on the Segment page, or train on original data only.")
 

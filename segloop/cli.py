@@ -5,21 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from segloop.config import data_dir
+from segloop.data.folders import dataset_label_names
 from segloop.data.splits import kfold_split, msd_cases
 from segloop.errors import SegLoopError
-from segloop.io.atomic import atomic_write_json
-from segloop.io.readers import load_scan, scan_name
+from segloop.io.atomic import atomic_write_bytes, atomic_write_json
+from segloop.io.readers import load_label, load_scan, scan_name
 from segloop.io.scan_info import format_info, scan_info
+from segloop.io.volume import content_id
 from segloop.io.writers import save_label, write_csv
 from segloop.model.inference import default_model_path
-from segloop.model.metrics import evaluate_folders
+from segloop.model.metrics import evaluate_folders, format_evaluation, per_case_rows
 from segloop.model.network import DEFAULT_ARCHITECTURE
-from segloop.store.database import Datastore
+from segloop.store.database import Datastore, LabelVersion
+from segloop.store.label_versions import list_versions, save_label_version
 from segloop.store.registry import ensure_shipped_model
-from segloop.store.vocabulary import RunState
+from segloop.store.vocabulary import LabelKind, RunState, ScanSource
 from segloop.training.export import export_run
 from segloop.training.finetune import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, plan_finetune
 from segloop.training.jobs import follow_run, start_training
@@ -100,15 +104,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_folders(args.pred_dir, args.ref_dir)
+    names = dataset_label_names(Path(args.ref_dir).parent)  # an MSD labelsTr/ folder names its labels
+    if args.by_case:
+        write_csv(args.by_case, per_case_rows(result, names or None))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, default=lambda v: None))
         return 0
-    print(f"{result['cases']} cases")
-    for k in result["labels"]:
-        d, h = result["mean"]["dice"][k], result["mean"]["hd95"][k]
-        print(f"label {k}: Dice {d['mean']:.4f} +/- {d['std']:.4f}   HD95 {h['mean']:.2f} mm (n={h['n']})")
-    if result["missing_reference"]:
-        print(f"no reference for: {', '.join(result['missing_reference'])}")
+    print(format_evaluation(result, names or None))
+    if args.by_case:
+        print(f"per-case table: {args.by_case}")
     return 0
 
 
@@ -155,6 +159,72 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     print(json.dumps({"run": run_id, "model_version": new.version, "activated": False,
                       "parent_mean_dice": ev.get("parent", {}).get("mean_dice_all"),
                       "new_mean_dice": ev.get("new", {}).get("mean_dice_all")}))
+    return 0
+
+
+def _workspace(args: argparse.Namespace) -> Datastore:
+    return Datastore(workspace=args.workspace)
+
+
+def _version_row(v: LabelVersion) -> dict:
+    return {"id": v.id, "scan_id": v.scan_id, "version": v.version, "kind": str(v.kind), "author": v.author,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at)), "parent_version_id":
+            v.parent_version_id, "model_id": v.model_id, "changed_voxels": v.changed_voxels,
+            "dice_vs_model": v.dice_vs_model, "note": v.note, "path": v.path}
+
+
+def _cmd_ws_add_scan(args: argparse.Namespace) -> int:
+    store = _workspace(args)
+    volumes = [load_scan(path) for path in args.paths]  # every input checked before anything is registered
+    rows = []
+    for path, vol in zip(args.paths, volumes):
+        scan = store.add_scan(vol.name, path, ScanSource.IMPORTED, content_id=content_id(vol))
+        rows.append({"id": scan.id, "name": scan.name, "path": scan.image_path, "content_id": scan.sha256})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['id']}\t{r['name']}\t{r['path']}")
+    return 0
+
+
+def _cmd_ws_add_label(args: argparse.Namespace) -> int:
+    store = _workspace(args)
+    scan = store.scan(args.scan_id)
+    reference = load_scan(scan.image_path)
+    label = load_label(args.label_file, reference=reference)  # refuses a map on another grid
+    version = save_label_version(store, scan.id, label.array, reference, LabelKind.CORRECTION,
+                                 author=args.author, note=args.note)
+    row = _version_row(version)
+    print(json.dumps(row, indent=2) if args.json else f"scan {scan.id} ({scan.name}): version {version.version} "
+          f"saved by {version.author} ({version.path})")
+    return 0
+
+
+def _cmd_ws_versions(args: argparse.Namespace) -> int:
+    store = _workspace(args)
+    scan = store.scan(args.scan_id)
+    rows = [_version_row(v) for v in list_versions(store, scan.id)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"scan {scan.id}: {scan.name} ({scan.image_path})")
+    for r in rows:
+        print(f"  v{r['version']:<3} {r['kind']:<10} {r['author'] or '-':<16} {r['created']}"
+              + (f"  (from v{store.label_version(r['parent_version_id']).version})" if r["parent_version_id"] else ""))
+    if not rows:
+        print("  no label versions yet")
+    return 0
+
+
+def _cmd_ws_export(args: argparse.Namespace) -> int:
+    store = _workspace(args)
+    scan = store.scan(args.scan_id)
+    match = [v for v in list_versions(store, scan.id) if v.version == args.version]
+    if not match:
+        raise SegLoopError(f"scan {scan.id} has no label version {args.version}")
+    atomic_write_bytes(args.out, Path(match[0].path).read_bytes())  # already on the scan's own grid
+    print(f"{args.out}: scan {scan.id} ({scan.name}) version {args.version} ({match[0].kind})")
     return 0
 
 
@@ -215,11 +285,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("evaluate", help="Dice and HD95 of predictions against references",
                        description="Compare each label map in PRED_DIR with the same-named file in REF_DIR: Dice and "
-                                   "95%% Hausdorff distance (mm) per label, per case and mean.")
+                                   "95%% Hausdorff distance (mm) per label, per case and mean. A structure in the reference that the "
+                                   "prediction misses scores Dice 0 and is counted as missing next to the HD95 mean, "
+                                   "which is over the cases where both have it.")
     p.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted label maps")
     p.add_argument("ref_dir", metavar="REF_DIR", help="folder of reference label maps with the same file names")
+    p.add_argument("--by-case", default=None, metavar="CSV",
+                   help="also write one row per case (Dice, HD95 in mm, missing/spurious flags per label) for plotting")
     p.add_argument("--json", action="store_true", help="print the full result (per case too) as JSON")
     p.set_defaults(func=_cmd_evaluate)
+    ws = sub.add_parser("workspace", help="scans and label versions of the workspace, without the browser",
+                        description="Register scans and exchange label versions with other tools (ITK-SNAP, 3D "
+                                    "Slicer) in the workspace the app uses (SEGLOOP_WORKSPACE). Safe while the app "
+                                    "runs. Scans are identified by their id (printed by add-scan), never by name.")
+    ws_sub = ws.add_subparsers(dest="workspace_command", required=True)
+    p = ws_sub.add_parser("add-scan", help="register scans by path (no copy); prints each scan's id",
+                          description="Register each scan (NIfTI, DICOM folder/.zip, NRRD, MHA) by path. A scan is "
+                                      "identified by its voxels and geometry: adding the same image twice gives the "
+                                      "same id; two different images with one name get two ids.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="scan files or DICOM series folders")
+    p.set_defaults(func=_cmd_ws_add_scan)
+    p = ws_sub.add_parser("add-label", help="save a label map as the scan's next version",
+                          description="Save LABEL_FILE as a new 'correction' version of scan SCAN_ID. The label map "
+                                      "must be on the scan's grid (same shape and affine); nothing is overwritten.")
+    p.add_argument("scan_id", type=int, metavar="SCAN_ID", help="the scan's id (from add-scan or versions)")
+    p.add_argument("label_file", metavar="LABEL_FILE", help="label map (NIfTI, NRRD, MHA) on the scan's grid")
+    p.add_argument("--author", required=True, help="who made this correction (recorded with the version)")
+    p.add_argument("--note", default="", help="free text recorded with the version")
+    p.set_defaults(func=_cmd_ws_add_label)
+    p = ws_sub.add_parser("versions", help="list a scan's label versions",
+                          description="List every label version of scan SCAN_ID, oldest first.")
+    p.add_argument("scan_id", type=int, metavar="SCAN_ID", help="the scan's id")
+    p.set_defaults(func=_cmd_ws_versions)
+    p = ws_sub.add_parser("export", help="write one label version to a file",
+                          description="Write version N of scan SCAN_ID, on the scan's own grid, to FILE.")
+    p.add_argument("scan_id", type=int, metavar="SCAN_ID", help="the scan's id")
+    p.add_argument("--version", type=int, required=True, metavar="N", help="the version number to export")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write it (.nii.gz)")
+    p.set_defaults(func=_cmd_ws_export)
+    for p in ws_sub.choices.values():
+        p.add_argument("--workspace", default=None, help="workspace folder (default: SEGLOOP_WORKSPACE or ~/.segloop)")
+        if p.prog.split()[-1] != "export":
+            p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
     p = sub.add_parser("finetune", help="fine-tune a registered model on the corrected cases (as the Retrain page)",
                        description="Fine-tune a registered model on the newest corrected or approved label version of "
                                    "each chosen scan in the workspace, as the Retrain page does: the run is scored "

@@ -10,14 +10,19 @@ import pytest
 from segloop.config import shared_data_dir
 
 
+def _missing(reason: str) -> None:
+    """Skip a test that needs absent real data; in CI (`CI` set) fail it instead: CI must run against the data."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must run against the real data", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Root of the shared real data; tests that need it are skipped with a reason when it is absent."""
     root = shared_data_dir()
     if not root.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"real test data not found at {root}: CI must run against it")
-        pytest.skip(f"real test data not found at {root} (set SEGLOOP_SHARED_DATA)")
+        _missing(f"real test data not found at {root} (set SEGLOOP_SHARED_DATA)")
     return root
 
 
@@ -26,7 +31,7 @@ def msd_dir(shared_data: Path) -> Path:
     """The Decathlon hippocampus folder (dataset.json, imagesTr/, labelsTr/)."""
     path = shared_data / "msd-hippocampus"
     if not (path / "imagesTr").is_dir():
-        pytest.skip(f"MSD hippocampus data not found at {path}")
+        _missing(f"MSD hippocampus data not found at {path}")
     return path
 
 
@@ -35,7 +40,7 @@ def dicom_dir(shared_data: Path) -> Path:
     """Folder holding Study1..3 with one DICOM series each."""
     path = shared_data / "dicom-hippocampus-crops"
     if not path.is_dir():
-        pytest.skip(f"DICOM test series not found at {path}")
+        _missing(f"DICOM test series not found at {path}")
     return path
 
 

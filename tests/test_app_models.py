@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +24,6 @@ PAGE = str(ROOT / "pages" / "models.py")
 SHIPPED = WEIGHTS_DIR / f"{SHIPPED_STEM}.onnx"
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped model weights/hippocampus-unet-v1.onnx not present yet")
 def test_shipped_v1_active_then_activate_v2_and_roll_back(tmp_path, monkeypatch, msd_dir):
     ws = tmp_path / "ws"
     monkeypatch.setenv("SEGLOOP_WORKSPACE", str(ws))

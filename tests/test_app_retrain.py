@@ -51,7 +51,8 @@ def test_start_a_tiny_run_follow_it_and_get_an_inactive_version(env):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
     assert at.selectbox(key="base_model").value.version == 1
-    assert at.multiselect(key="train_cases").value == ["hippocampus_001", "hippocampus_008"]
+    ids = [store.scans_named(n)[0].id for n in ("hippocampus_001", "hippocampus_008")]
+    assert at.multiselect(key="train_cases").value == ids
     assert any("Fixed validation set: 2 cases" in c.value for c in at.caption)  # 001 is trained on
     at.number_input(key="epochs").set_value(2)
     at.number_input(key="val_every").set_value(1)

@@ -68,7 +68,7 @@ def test_run_segmentation_shows_provider_volumes_and_records_version(env: Path) 
     from segloop.store.database import Datastore
 
     store = Datastore(workspace=env)
-    scan = store.scan_by_name(CASE)
+    scan = store.scans_named(CASE)[0]
     versions = store.label_versions(scan.id)
     assert [(v.version, v.kind) for v in versions] == [(1, "model")]
     (info,) = store.predictions()
@@ -125,7 +125,7 @@ def test_box_edit_undo_redo_and_save(env: Path) -> None:
     from segloop.store.database import Datastore
 
     store = Datastore(workspace=env)
-    scan = store.scan_by_name(CASE)
+    scan = store.scans_named(CASE)[0]
     model_v, corr = store.label_versions(scan.id)
     assert (corr.version, corr.kind, corr.author, corr.parent_version_id) == (2, "correction", "Dr Test", model_v.id)
     assert corr.model_id == model_v.model_id is not None

@@ -120,3 +120,22 @@ def test_shipped_model_becomes_version_1_once(tmp_path, tiny):
     assert (m.version, m.active, Path(m.checkpoint_path).name) == (1, True, "hippocampus-unet-v1.pt")
     assert ensure_shipped_model(store, weights).id == m.id
     assert len(list_models(store)) == 1
+
+
+def test_two_first_starts_at_once_register_the_shipped_model_once(tmp_path):
+    """Two processes bootstrapping an empty registry at the same moment: one version 1, one active model."""
+    import subprocess
+    import sys
+
+    ws = tmp_path / "ws"
+    Datastore(workspace=ws)  # the schema exists; the registry is empty
+    code = ("import sys; from segloop.store.database import Datastore; from segloop.store.registry import "
+            "ensure_shipped_model; m = ensure_shipped_model(Datastore(workspace=sys.argv[1])); print(m.version)")
+    root = Path(__file__).resolve().parent.parent
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(ws)], cwd=root, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs) and outs == ["1"] * 4
+    store = Datastore(workspace=ws)
+    assert [m.version for m in store.models()] == [1] and store.active_model().version == 1
+    assert sorted(p.name for p in (ws / "models").iterdir()) == ["v1"]  # no half-registered copies left

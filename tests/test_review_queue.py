@@ -41,7 +41,7 @@ def test_foreground_random_skips_scans_with_little_predicted_foreground():
 def test_queue_from_store_uses_active_model_predictions_and_statuses(tmp_path):
     store = Datastore(workspace=tmp_path)
     with store.write() as tx:
-        ids = {n: tx.upsert_scan(n, f"/x/{n}.nii.gz", "imported") for n in ("s1", "s2", "s3")}
+        ids = {n: tx.upsert_scan(n, f"/x/{n}.nii.gz", "imported", f"content-{n}") for n in ("s1", "s2", "s3")}
         old = tx.insert_model("m", 1, "/x/1.onnx", None, None, None, {})
         new = tx.insert_model("m", 2, "/x/2.onnx", None, None, old, {})
         tx.set_active_model(new, "activate")

@@ -3,18 +3,157 @@
 An `Edit` holds flat (C-order) indices of the changed voxels with their old and new values, so
 undoing a brush stroke on a 512^3 volume costs a few kilobytes, not a copy of the volume.
 `EditHistory` keeps the undo and redo stacks under a memory budget by dropping the oldest edits.
+
+Label maps are uint8, or uint16 when a label is above 255 (FreeSurfer-style 1002, 2017...; see
+`segloop.io.readers.labels_from_array`). Edits keep old and new values in the map's own dtype, so
+undo and redo give back exactly the values that were there. Painting a label that the map's dtype
+cannot hold (300 into a uint8 map) widens the map to uint16 first (`widen_for`, `apply_widening`);
+the edit remembers the earlier dtype (``Edit.widened_from``) so `EditHistory.undo_labels` gives back
+the uint8 map exactly. Nothing is ever cast in a way that could wrap a value (1002 -> 234).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 
+from segloop.errors import SegLoopError
+
 #: Default memory budget of an EditHistory (bytes of indices + old + new values).
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+#: Largest label value the editor can hold (uint16).
+MAX_LABEL = 65535
+
+
+class LabelValueError(SegLoopError, ValueError):
+    """A label value the editor cannot write: negative, above 65535, not a whole number, or too
+    large for the label map's dtype where the map may not be widened.
+
+    Both a `segloop.errors.SegLoopError` (its message is shown to the user as-is) and a
+    `ValueError` (what the editing operations have always raised for a bad value).
+
+    Parameters
+    ----------
+    message : str
+        One sentence naming the value and what is wrong with it.
+    """
+
+
+def check_label_value(value: Any) -> int:
+    """Return a label value as an int after checking the editor can hold it (0..65535, whole number).
+
+    Parameters
+    ----------
+    value : int, numpy integer, or float holding a whole number
+        The label value.
+
+    Returns
+    -------
+    int
+        `value` as a Python int.
+
+    Raises
+    ------
+    LabelValueError
+        When `value` is negative, above 65535, a fraction, NaN/Inf or not a number.
+
+    Examples
+    --------
+    >>> check_label_value(1002), check_label_value(2.0)
+    (1002, 2)
+    >>> check_label_value(70000)
+    Traceback (most recent call last):
+    ...
+    segloop.editing.history.LabelValueError: label value 70000 is outside 0..65535; SegLoop label maps hold whole numbers 0..65535
+    """
+    if isinstance(value, (int, np.integer, np.bool_)):  # bool is an int: True is label 1
+        number = int(value)
+    elif isinstance(value, (float, np.floating)):
+        if not np.isfinite(value) or value != np.floor(value):
+            raise LabelValueError(f"label value {float(value):g} is not a whole number")
+        number = int(value)
+    else:
+        raise LabelValueError(f"label value {value!r} is not a number")
+    if not 0 <= number <= MAX_LABEL:
+        raise LabelValueError(
+            f"label value {number} is outside 0..{MAX_LABEL}; SegLoop label maps hold whole numbers 0..{MAX_LABEL}"
+        )
+    return number
+
+
+def _fits(values: np.ndarray, dtype: np.dtype) -> bool:
+    """True when every value can be stored in `dtype` unchanged."""
+    dtype = np.dtype(dtype)
+    if values.size == 0 or np.can_cast(values.dtype, dtype, casting="safe"):
+        return True
+    if dtype.kind not in "ui" or values.dtype.kind not in "uib":
+        return False
+    info = np.iinfo(dtype)
+    return int(values.min()) >= info.min and int(values.max()) <= info.max
+
+
+def value_fits(labels: np.ndarray, value: int) -> bool:
+    """Tell whether label `value` can be written into `labels` without changing its dtype.
+
+    Parameters
+    ----------
+    labels : np.ndarray of uint8 or uint16
+        Label map.
+    value : int
+        Label value.
+
+    Returns
+    -------
+    bool
+        False for 300 in a uint8 map; True for any integer dtype whose range holds `value`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> value_fits(np.zeros(2, np.uint8), 255), value_fits(np.zeros(2, np.uint8), 1002)
+    (True, False)
+    """
+    return _fits(np.asarray([int(value)]), labels.dtype)
+
+
+def widen_for(labels: np.ndarray, value: int) -> np.ndarray:
+    """Return `labels` itself when it can hold label `value`, else a uint16 copy of it.
+
+    Parameters
+    ----------
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z)
+        Label map; never modified.
+    value : int
+        Label about to be written, 0..65535.
+
+    Returns
+    -------
+    np.ndarray
+        `labels` (same object) when `value` fits its dtype; otherwise a new C-contiguous uint16
+        array with the same values.
+
+    Raises
+    ------
+    LabelValueError
+        When `value` is not a label the editor can hold (see `check_label_value`), or `labels`
+        has a dtype that cannot be widened to uint16 without loss.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((2, 2, 2), np.uint8)
+    >>> widen_for(labels, 3) is labels, widen_for(labels, 1002).dtype
+    (True, dtype('uint16'))
+    """
+    value = check_label_value(value)
+    if value_fits(labels, value):
+        return labels
+    if not _fits(labels, np.uint16):
+        raise LabelValueError(f"a {labels.dtype} label map cannot be widened to uint16 to hold label {value}")
+    return np.ascontiguousarray(labels, dtype=np.uint16)
 
 
 def index_dtype(shape: tuple[int, ...]) -> type:
@@ -42,18 +181,21 @@ def index_dtype(shape: tuple[int, ...]) -> type:
 
 @dataclass(frozen=True)
 class Edit:
-    """What one editing operation changed: flat C-order indices, old and new uint8 values.
+    """What one editing operation changed: flat C-order indices, old and new values in the map's dtype.
 
     Parameters
     ----------
     indices : np.ndarray of int32 or int64, shape (N,)
         Flat C-order indices of the changed voxels (see `index_dtype`).
-    old, new : np.ndarray of uint8, shape (N,)
+    old, new : np.ndarray of the label map's dtype (uint8 or uint16), shape (N,)
         Label values before and after the operation.
     description : str
         What the user did, shown in the undo/redo lists, e.g. "Box fill label 2 on axial 1".
     shape : tuple of int, optional
         Shape of the label map the edit was made on; when set, `undo`/`redo` refuse other shapes.
+    widened_from : numpy.dtype, optional
+        The map's dtype before the edit when the edit had to widen it (uint8 -> uint16 to hold a
+        label above 255, see `apply_widening`); None when the dtype did not change.
     """
 
     indices: np.ndarray
@@ -61,6 +203,7 @@ class Edit:
     new: np.ndarray
     description: str
     shape: tuple[int, ...] = field(default=())
+    widened_from: np.dtype | None = None
 
     def __len__(self) -> int:
         """Number of changed voxels."""
@@ -76,51 +219,84 @@ class Edit:
         """Memory held by this edit's arrays, in bytes (indices + old + new)."""
         return int(self.indices.nbytes + self.old.nbytes + self.new.nbytes)
 
-    def _write(self, labels: np.ndarray, values: np.ndarray) -> None:
+    def widened(self, from_dtype: Any) -> Edit:
+        """Return this edit marked as having widened the label map from `from_dtype`.
+
+        Parameters
+        ----------
+        from_dtype : numpy dtype or type
+            The map's dtype before the edit (usually uint8).
+
+        Returns
+        -------
+        Edit
+            A copy with ``widened_from`` set; the value arrays are shared, not copied.
+        """
+        return replace(self, widened_from=np.dtype(from_dtype))
+
+    def _check_shape(self, labels: np.ndarray) -> None:
         if self.shape and tuple(labels.shape) != tuple(self.shape):
             raise ValueError(f"edit was made on shape {self.shape}, not {labels.shape}")
+
+    def _write(self, labels: np.ndarray, values: np.ndarray) -> None:
+        self._check_shape(labels)
+        if not _fits(values, labels.dtype):  # numpy would wrap 1002 to 234 silently
+            raise ValueError(f"edit values up to {int(values.max())} do not fit a {labels.dtype} label map")
         if labels.flags.c_contiguous:
             labels.reshape(-1)[self.indices] = values
         else:
             labels.flat[self.indices] = values
 
-    def undo(self, labels: np.ndarray) -> None:
-        """Put the old values back into `labels`, in place.
+    def undo(self, labels: np.ndarray) -> np.ndarray:
+        """Put the old values back into `labels`, in place, and return the map to use from now on.
 
         Parameters
         ----------
-        labels : np.ndarray of uint8, shape `shape`
-            The label map the edit was made on.
+        labels : np.ndarray of uint8 or uint16, shape `shape`
+            The label map the edit was made on (or one holding the same values in a wider dtype).
 
         Returns
         -------
-        None
+        np.ndarray, shape `shape`
+            `labels` itself; but when the edit widened the map (``widened_from`` set) and the values
+            now fit the earlier dtype again, a new array of that dtype (`labels` holds the same values).
 
         Raises
         ------
         ValueError
-            When the edit records a shape and `labels` has another.
+            When the edit records a shape and `labels` has another, or `labels`' dtype cannot hold
+            the old values.
         """
         self._write(labels, self.old)
+        if self.widened_from is not None and labels.dtype != self.widened_from and _fits(labels, self.widened_from):
+            return labels.astype(self.widened_from)
+        return labels
 
-    def redo(self, labels: np.ndarray) -> None:
-        """Write the new values into `labels` again, in place.
+    def redo(self, labels: np.ndarray) -> np.ndarray:
+        """Write the new values into `labels` again and return the map to use from now on.
 
         Parameters
         ----------
-        labels : np.ndarray of uint8, shape `shape`
-            The label map the edit was made on.
+        labels : np.ndarray of uint8 or uint16, shape `shape`
+            The label map as it was before the edit.
 
         Returns
         -------
-        None
+        np.ndarray, shape `shape`
+            `labels` itself, changed in place; but when the edit widened the map and `labels` cannot
+            hold the new values, a new array of the new values' dtype (`labels` is then unchanged).
 
         Raises
         ------
         ValueError
-            When the edit records a shape and `labels` has another.
+            When the edit records a shape and `labels` has another, or `labels`' dtype cannot hold
+            the new values and the edit did not widen the map.
         """
+        self._check_shape(labels)
+        if self.widened_from is not None and not _fits(self.new, labels.dtype):
+            labels = labels.astype(self.new.dtype)
         self._write(labels, self.new)
+        return labels
 
 
 def empty_edit(labels: np.ndarray, description: str) -> Edit:
@@ -129,17 +305,19 @@ def empty_edit(labels: np.ndarray, description: str) -> Edit:
     Parameters
     ----------
     labels : np.ndarray
-        The label map; only its shape is used.
+        The label map; only its shape and dtype are used.
     description : str
         What the user did.
 
     Returns
     -------
     Edit
-        With empty index (`index_dtype` of the shape) and uint8 value arrays; ``is_empty`` is True.
+        With empty index (`index_dtype` of the shape) and value arrays of `labels`' dtype;
+        ``is_empty`` is True.
     """
     return Edit(
-        np.zeros(0, index_dtype(labels.shape)), np.zeros(0, np.uint8), np.zeros(0, np.uint8), description, tuple(labels.shape)
+        np.zeros(0, index_dtype(labels.shape)), np.zeros(0, labels.dtype), np.zeros(0, labels.dtype), description,
+        tuple(labels.shape),
     )
 
 
@@ -171,10 +349,10 @@ def diff_region(labels: np.ndarray, before: np.ndarray, region: tuple[slice, ...
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z)
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z)
         The label map after the operation.
     before : np.ndarray, shape of ``labels[region]``
-        Copy of ``labels[region]`` taken before the operation.
+        Copy of ``labels[region]`` taken before the operation (normally of `labels`' dtype).
     region : tuple of slice
         One slice per axis with explicit integer starts (or None for 0) and step 1.
     description : str
@@ -184,7 +362,12 @@ def diff_region(labels: np.ndarray, before: np.ndarray, region: tuple[slice, ...
     -------
     Edit
         Flat C-order indices of the changed voxels (ascending) in the whole array, with old and new
-        values cast to uint8; an empty edit when nothing changed.
+        values in `labels`' dtype; an empty edit when nothing changed.
+
+    Raises
+    ------
+    ValueError
+        When an old value in `before` does not fit `labels`' dtype (it could not be restored).
 
     Examples
     --------
@@ -203,7 +386,12 @@ def diff_region(labels: np.ndarray, before: np.ndarray, region: tuple[slice, ...
         return empty_edit(labels, description)
     coords = tuple(c + (s.start or 0) for c, s in zip(changed, region))
     flat = np.ravel_multi_index(coords, labels.shape).astype(index_dtype(labels.shape))
-    return Edit(flat, before[changed].astype(np.uint8), after[changed].astype(np.uint8), description, tuple(labels.shape))
+    old = before[changed]
+    if old.dtype != labels.dtype:
+        if not _fits(old, labels.dtype):
+            raise ValueError(f"old label values up to {int(old.max())} do not fit a {labels.dtype} label map")
+        old = old.astype(labels.dtype)
+    return Edit(flat, old, after[changed], description, tuple(labels.shape))
 
 
 def apply_edit(
@@ -221,7 +409,7 @@ def apply_edit(
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z)
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z)
         Label map, modified in place by `fn`.
     fn : callable
         Called as ``fn(labels, *args, **kwargs)``; its return value is ignored.
@@ -254,6 +442,55 @@ def apply_edit(
     return diff_region(labels, before, region, description)
 
 
+def apply_widening(
+    labels: np.ndarray, value: int, fn: Callable[..., Edit], *args: Any, **kwargs: Any
+) -> tuple[np.ndarray, Edit]:
+    """Run an operation that writes label `value`, widening the map to uint16 first when it must.
+
+    ``fn(labels, *args, **kwargs)`` is called on `labels` itself when `value` fits its dtype, else
+    on a uint16 copy (see `widen_for`); the returned edit then records the earlier dtype
+    (``widened_from``) so that `EditHistory.undo_labels` gives the narrow map back exactly.
+
+    Parameters
+    ----------
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z)
+        Label map; modified in place when no widening is needed, else left unchanged.
+    value : int
+        The label `fn` writes, 0..65535 (also pass it in `args`/`kwargs` as `fn` expects).
+    fn : callable
+        An operation of `segloop.editing.operations` (or alike) returning an `Edit`.
+    *args, **kwargs
+        Passed to `fn` after the label map.
+
+    Returns
+    -------
+    labels : np.ndarray, shape (X, Y, Z)
+        The map to use from now on: `labels` itself, or the new uint16 array when `fn` changed
+        something there (an operation that changed nothing leaves the caller's narrow map in use).
+    edit : Edit
+        What `fn` changed, with ``widened_from`` set when the map was widened.
+
+    Raises
+    ------
+    LabelValueError
+        When `value` is outside 0..65535 or not a whole number; anything `fn` raises.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from segloop.editing.operations import paint_box
+    >>> labels = np.zeros((3, 4, 5), np.uint8)
+    >>> wide, edit = apply_widening(labels, 1002, paint_box, "axial", 1, (0, 1), (0, 2), 1002)
+    >>> wide.dtype, int(wide.max()), str(edit.widened_from), int(labels.max())
+    (dtype('uint16'), 1002, 'uint8', 0)
+    """
+    target = widen_for(labels, value)
+    edit = fn(target, *args, **kwargs)
+    if target is labels or edit.is_empty:
+        return labels, edit
+    return target, edit.widened(labels.dtype)
+
+
 class EditHistory:
     """Undo and redo stacks of Edits under a memory budget.
 
@@ -284,6 +521,16 @@ class EditHistory:
     (12, ['Box fill label 2 on axial 1'])
     >>> history.undo(labels).description, int(labels.sum()), history.can_redo
     ('Box fill label 2 on axial 1', 0, True)
+
+    A label above 255 widens a uint8 map; `undo_labels` gives the uint8 map back:
+
+    >>> from segloop.editing.operations import paint_box
+    >>> labels, edit = apply_widening(labels, 1002, paint_box, "axial", 1, (0, 1), (0, 2), 1002)
+    >>> history.push(edit), labels.dtype
+    (True, dtype('uint16'))
+    >>> labels, _ = history.undo_labels(labels)
+    >>> labels.dtype, int(labels.sum())
+    (dtype('uint8'), 0)
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -353,9 +600,12 @@ class EditHistory:
     def undo(self, labels: np.ndarray) -> Edit | None:
         """Revert the most recent edit in `labels`, in place, and move it to the redo stack.
 
+        An edit that widened the map (``Edit.widened_from``) leaves `labels` in its wider dtype,
+        with exactly the old values; use `undo_labels` to get the narrow map back too.
+
         Parameters
         ----------
-        labels : np.ndarray of uint8, shape (X, Y, Z)
+        labels : np.ndarray of uint8 or uint16, shape (X, Y, Z)
             The label map the edits were made on.
 
         Returns
@@ -366,22 +616,45 @@ class EditHistory:
         Raises
         ------
         ValueError
-            When `labels` does not have the shape the edit was made on (the edit is then lost from
-            both stacks).
+            When `labels` does not have the shape the edit was made on, or its dtype cannot hold the
+            old values (the edit is then lost from both stacks).
+        """
+        return self.undo_labels(labels)[1]
+
+    def undo_labels(self, labels: np.ndarray) -> tuple[np.ndarray, Edit | None]:
+        """Revert the most recent edit as `undo` does, and return the label map to use from now on.
+
+        Parameters
+        ----------
+        labels : np.ndarray of uint8 or uint16, shape (X, Y, Z)
+            The label map the edits were made on; changed in place.
+
+        Returns
+        -------
+        labels : np.ndarray, shape (X, Y, Z)
+            `labels` itself; or, when the undone edit had widened the map, a new array of the
+            map's earlier dtype holding the same values.
+        edit : Edit or None
+            The edit undone; None when there is nothing to undo.
+
+        Raises
+        ------
+        ValueError
+            As `undo`.
         """
         if not self._undo:
-            return None
+            return labels, None
         edit = self._undo.pop()
-        edit.undo(labels)
+        labels = edit.undo(labels)
         self._redo.append(edit)
-        return edit
+        return labels, edit
 
     def redo(self, labels: np.ndarray) -> Edit | None:
         """Re-apply the most recently undone edit to `labels`, in place, and move it back to the undo stack.
 
         Parameters
         ----------
-        labels : np.ndarray of uint8, shape (X, Y, Z)
+        labels : np.ndarray of uint8 or uint16, shape (X, Y, Z)
             The label map the edits were made on.
 
         Returns
@@ -393,14 +666,43 @@ class EditHistory:
         ------
         ValueError
             When `labels` does not have the shape the edit was made on (the edit is then lost from
+            both stacks), or when the edit widened the map and `labels` is still of the narrow
+            dtype, which cannot change in place (both stacks are then left as they were; use
+            `redo_labels`).
+        """
+        upcoming = self._redo[-1] if self._redo else None
+        if upcoming is not None and upcoming.widened_from is not None and not _fits(upcoming.new, labels.dtype):
+            raise ValueError(f"the next edit widens the {labels.dtype} label map, which cannot happen in place; use redo_labels")
+        return self.redo_labels(labels)[1]
+
+    def redo_labels(self, labels: np.ndarray) -> tuple[np.ndarray, Edit | None]:
+        """Re-apply the most recently undone edit and return the label map to use from now on.
+
+        Parameters
+        ----------
+        labels : np.ndarray of uint8 or uint16, shape (X, Y, Z)
+            The label map the edits were made on.
+
+        Returns
+        -------
+        labels : np.ndarray, shape (X, Y, Z)
+            `labels` itself, changed in place; or, when the redone edit widens the map and `labels`
+            cannot hold its values, a new uint16 array (`labels` is then unchanged).
+        edit : Edit or None
+            The edit redone; None when there is nothing to redo.
+
+        Raises
+        ------
+        ValueError
+            When `labels` does not have the shape the edit was made on (the edit is then lost from
             both stacks).
         """
         if not self._redo:
-            return None
+            return labels, None
         edit = self._redo.pop()
-        edit.redo(labels)
+        labels = edit.redo(labels)
         self._undo.append(edit)
-        return edit
+        return labels, edit
 
     def clear(self) -> None:
         """Forget all undo and redo edits (e.g. when another scan is opened); ``dropped`` is kept.

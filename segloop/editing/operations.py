@@ -1,4 +1,4 @@
-"""Label-editing operations on uint8 label maps in RAS voxel order (X, Y, Z).
+"""Label-editing operations on uint8 or uint16 label maps in RAS voxel order (X, Y, Z).
 
 Every operation modifies `labels` in place and returns an `Edit` holding only the voxels it changed
 (computed by comparing the touched slice or bounding box, never the whole volume), ready for
@@ -15,6 +15,11 @@ Shared options of the painting operations:
 - only_label: when given, only voxels currently equal to it are changed ("erase only this label").
 - overwrite: when False, painting leaves voxels of other labels alone (only background or `value`
   voxels change). Ignored when erasing (value 0).
+
+Label values are 0..65535. The map keeps its dtype: an operation never changes it (it works in
+place), so painting a label the dtype cannot hold (300 into a uint8 map) is refused with a
+`LabelValueError`; run the operation through `segloop.editing.history.apply_widening` to widen
+the map to uint16 first, recorded in the edit so undo restores the uint8 map exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from skimage.draw import disk, polygon
 from skimage.transform import resize
 
 from segloop.display.planes import PLANE_AXIS, display_to_voxel, n_slices, slice_shape, slice_view
-from segloop.editing.history import Edit, diff_region, empty_edit
+from segloop.editing.history import Edit, LabelValueError, check_label_value, diff_region, empty_edit, value_fits
 from segloop.errors import SegLoopError
 
 #: 3D structuring elements: 6-connectivity (faces) and 26-connectivity (faces, edges, corners).
@@ -48,9 +53,18 @@ def _check_index(labels: np.ndarray, plane: str, index: int) -> int:
 
 
 def _check_value(value: int) -> int:
-    if not 0 <= int(value) <= 255:
-        raise ValueError(f"label value {value} is outside 0..255")
-    return int(value)
+    return check_label_value(value)
+
+
+def _check_paint(labels: np.ndarray, value: int) -> int:
+    """A value about to be written: a valid label that the map's dtype holds (never wrapped)."""
+    value = check_label_value(value)
+    if not value_fits(labels, value):
+        raise LabelValueError(
+            f"label {value} does not fit this {labels.dtype} label map; widen it to uint16 first "
+            "(segloop.editing.history.apply_widening)"
+        )
+    return value
 
 
 def _slice_region(shape: tuple[int, ...], plane: str, index: int) -> tuple[slice, ...]:
@@ -161,7 +175,7 @@ def paint_box(
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane.
@@ -170,7 +184,7 @@ def paint_box(
     rows, cols : tuple of 2 float
         Box extent in pixel units of the shown slice, in either order; clipped to the slice.
     value : int
-        Label written, 0..255; 0 erases.
+        Label written, 0..65535 and within `labels`' dtype; 0 erases.
     only_label : int, optional
         When given, only voxels currently equal to it are changed.
     overwrite : bool, optional
@@ -184,7 +198,10 @@ def paint_box(
     Raises
     ------
     ValueError
-        When `plane` is unknown, `index` is outside the slice range or `value` outside 0..255.
+        When `plane` is unknown or `index` is outside the slice range.
+    segloop.editing.history.LabelValueError
+        (a ValueError and a SegLoopError) When `value` is outside 0..65535 or does not fit
+        `labels`' dtype (see `segloop.editing.history.apply_widening`).
 
     Examples
     --------
@@ -194,7 +211,7 @@ def paint_box(
     >>> len(edit), edit.description, int((labels[:, :, 1] == 2).sum())
     (6, 'Box fill label 2 on axial 1', 6)
     """
-    index, value = _check_index(labels, plane, index), _check_value(value)
+    index, value = _check_index(labels, plane, index), _check_paint(labels, value)
     mask = box_mask(slice_shape(labels.shape, plane), rows, cols)
     return _paint_2d(labels, plane, index, mask, value, only_label, overwrite, f"{_verb(value, 'box')} on {plane} {index}")
 
@@ -245,7 +262,7 @@ def paint_polygon(
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane.
@@ -254,7 +271,7 @@ def paint_polygon(
     rows, cols : sequence of float
         Outline vertices in pixel units of the shown slice, same length; fewer than 3 changes nothing.
     value : int
-        Label written, 0..255; 0 erases.
+        Label written, 0..65535 and within `labels`' dtype; 0 erases.
     only_label : int, optional
         When given, only voxels currently equal to it are changed.
     overwrite : bool, optional
@@ -268,10 +285,13 @@ def paint_polygon(
     Raises
     ------
     ValueError
-        When `plane` is unknown, `index` is outside the slice range or `value` outside 0..255.
+        When `plane` is unknown or `index` is outside the slice range.
         Also when `rows` and `cols` differ in length.
+    segloop.editing.history.LabelValueError
+        (a ValueError and a SegLoopError) When `value` is outside 0..65535 or does not fit
+        `labels`' dtype (see `segloop.editing.history.apply_widening`).
     """
-    index, value = _check_index(labels, plane, index), _check_value(value)
+    index, value = _check_index(labels, plane, index), _check_paint(labels, value)
     if len(rows) != len(cols):
         raise ValueError("rows and cols of the outline must have the same length")
     mask = polygon_mask(slice_shape(labels.shape, plane), rows, cols)
@@ -322,7 +342,7 @@ def paint_mask(
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane.
@@ -331,7 +351,7 @@ def paint_mask(
     mask2d : np.ndarray of bool, shape (rows, cols)
         Pixels to paint, oriented as `segloop.display.planes.slice_view` shows the slice.
     value : int
-        Label written, 0..255; 0 erases.
+        Label written, 0..65535 and within `labels`' dtype; 0 erases.
     only_label : int, optional
         When given, only voxels currently equal to it are changed.
     overwrite : bool, optional
@@ -347,10 +367,13 @@ def paint_mask(
     Raises
     ------
     ValueError
-        When `plane` is unknown, `index` is outside the slice range or `value` outside 0..255.
+        When `plane` is unknown or `index` is outside the slice range.
         Also when `mask2d` does not have the slice's shape.
+    segloop.editing.history.LabelValueError
+        (a ValueError and a SegLoopError) When `value` is outside 0..65535 or does not fit
+        `labels`' dtype (see `segloop.editing.history.apply_widening`).
     """
-    index, value = _check_index(labels, plane, index), _check_value(value)
+    index, value = _check_index(labels, plane, index), _check_paint(labels, value)
     mask2d = np.asarray(mask2d, bool)
     expected = slice_shape(labels.shape, plane)
     if mask2d.shape != expected:
@@ -415,7 +438,7 @@ def brush_stroke(
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane.
@@ -426,7 +449,7 @@ def brush_stroke(
     radius : float
         Brush radius in pixels (see `stroke_mask`).
     value : int
-        Label written, 0..255; 0 erases.
+        Label written, 0..65535 and within `labels`' dtype; 0 erases.
     only_label : int, optional
         When given, only voxels currently equal to it are changed.
     overwrite : bool, optional
@@ -440,9 +463,12 @@ def brush_stroke(
     Raises
     ------
     ValueError
-        When `plane` is unknown, `index` is outside the slice range or `value` outside 0..255.
+        When `plane` is unknown or `index` is outside the slice range.
+    segloop.editing.history.LabelValueError
+        (a ValueError and a SegLoopError) When `value` is outside 0..65535 or does not fit
+        `labels`' dtype (see `segloop.editing.history.apply_widening`).
     """
-    index, value = _check_index(labels, plane, index), _check_value(value)
+    index, value = _check_index(labels, plane, index), _check_paint(labels, value)
     mask = stroke_mask(slice_shape(labels.shape, plane), points, radius)
     return _paint_2d(labels, plane, index, mask, value, only_label, overwrite, f"{_verb(value, 'brush')} on {plane} {index}")
 
@@ -455,7 +481,7 @@ def flood_fill(labels: np.ndarray, plane: str, index: int, row: int, col: int, v
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane.
@@ -464,7 +490,7 @@ def flood_fill(labels: np.ndarray, plane: str, index: int, row: int, col: int, v
     row, col : int
         Clicked pixel of the shown slice.
     value : int
-        Label written, 0..255; 0 erases.
+        Label written, 0..65535 and within `labels`' dtype; 0 erases.
 
     Returns
     -------
@@ -474,8 +500,11 @@ def flood_fill(labels: np.ndarray, plane: str, index: int, row: int, col: int, v
     Raises
     ------
     ValueError
-        When `plane` is unknown, `index` is outside the slice range or `value` outside 0..255.
+        When `plane` is unknown or `index` is outside the slice range.
         Also when (row, col) is outside the slice.
+    segloop.editing.history.LabelValueError
+        (a ValueError and a SegLoopError) When `value` is outside 0..65535 or does not fit
+        `labels`' dtype (see `segloop.editing.history.apply_widening`).
 
     Examples
     --------
@@ -486,7 +515,7 @@ def flood_fill(labels: np.ndarray, plane: str, index: int, row: int, col: int, v
     >>> len(edit), int(labels[0, 0, 0]), int((labels[:, :, 0] == 2).sum())
     (15, 3, 15)
     """
-    index, value = _check_index(labels, plane, index), _check_value(value)
+    index, value = _check_index(labels, plane, index), _check_paint(labels, value)
     view = slice_view(labels, plane, index)
     if not (0 <= row < view.shape[0] and 0 <= col < view.shape[1]):
         raise ValueError(f"pixel ({row}, {col}) is outside the {plane} slice {view.shape}")
@@ -516,7 +545,7 @@ def delete_component(
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane.
@@ -574,10 +603,10 @@ def fill_holes(labels: np.ndarray, value: int, plane: str | None = None, index: 
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     value : int
-        Label whose holes are filled, 1..255.
+        Label whose holes are filled, 1..65535.
     plane : {"axial", "coronal", "sagittal"}, optional
         Fill 2D holes in this plane; None fills 3D cavities.
     index : int, optional
@@ -592,7 +621,7 @@ def fill_holes(labels: np.ndarray, value: int, plane: str | None = None, index: 
     Raises
     ------
     ValueError
-        When `value` is 0 or outside 0..255, or `index` is outside the plane's slice range (or
+        When `value` is 0 or outside 0..65535, or `index` is outside the plane's slice range (or
         `plane` is unknown when `index` is given; an unknown plane without `index` raises KeyError).
 
     Examples
@@ -642,10 +671,10 @@ def remove_islands(labels: np.ndarray, value: int, min_voxels: int, *, connectiv
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     value : int
-        Label to clean, 0..255; 0 changes nothing.
+        Label to clean, 0..65535; 0 changes nothing.
     min_voxels : int
         Components smaller than this are set to 0 (background).
     connectivity : {26, 6}, optional
@@ -659,7 +688,7 @@ def remove_islands(labels: np.ndarray, value: int, min_voxels: int, *, connectiv
     Raises
     ------
     ValueError
-        When `value` is outside 0..255 or `connectivity` is not 6 or 26.
+        When `value` is outside 0..65535 or `connectivity` is not 6 or 26.
 
     Examples
     --------
@@ -695,10 +724,10 @@ def grow(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     value : int
-        Label to grow, 0..255; 0 changes nothing.
+        Label to grow, 0..65535; 0 changes nothing.
     voxels : int, optional
         Number of dilation steps; 0 or less changes nothing.
 
@@ -710,7 +739,7 @@ def grow(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
     Raises
     ------
     ValueError
-        When `value` is outside 0..255.
+        When `value` is outside 0..65535.
 
     Examples
     --------
@@ -740,10 +769,10 @@ def shrink(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     value : int
-        Label to shrink, 0..255; 0 changes nothing.
+        Label to shrink, 0..65535; 0 changes nothing.
     voxels : int, optional
         Number of erosion steps; 0 or less changes nothing.
 
@@ -755,7 +784,7 @@ def shrink(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
     Raises
     ------
     ValueError
-        When `value` is outside 0..255.
+        When `value` is outside 0..65535.
     """
     value = _check_value(value)
     description = f"Shrink {_label_name(value)} by {voxels} voxel{'s' if voxels != 1 else ''}"
@@ -780,7 +809,7 @@ def copy_from_neighbour(labels: np.ndarray, plane: str, index: int, source_index
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane.
@@ -836,14 +865,14 @@ def interpolate_slices(
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
         Label map, modified in place.
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane.
     index_a, index_b : int
         The two drawn slices along the plane's RAS axis, in either order.
     value : int
-        Label to interpolate, 1..255.
+        Label to interpolate, 1..65535.
     overwrite : bool, optional
         Also overwrite other labels inside the interpolated shape.
     pixel_spacing : tuple of 2 float, optional
@@ -858,7 +887,7 @@ def interpolate_slices(
     Raises
     ------
     ValueError
-        When `value` is 0 or outside 0..255, `plane` is unknown or an index is outside the slice range.
+        When `value` is 0 or outside 0..65535, `plane` is unknown or an index is outside the slice range.
     segloop.errors.SegLoopError
         When `value` is not drawn on both slices (a message for the user).
     """

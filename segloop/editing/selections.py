@@ -17,7 +17,7 @@ import numpy as np
 from segloop.display import planes
 from segloop.display.render import figure_xy_to_pixel
 from segloop.editing import operations
-from segloop.editing.history import Edit
+from segloop.editing.history import Edit, apply_widening
 from segloop.editing.tools import CLICK_TOOLS, OUTLINE_TOOLS, Tool
 
 
@@ -32,10 +32,15 @@ class AppliedSelection:
     pixel_box : tuple of 4 int, optional
         (row0, row1, col0, col1) of the pixels a box selection covered, inclusive; None for other
         tools or a box that covered no pixel centre.
+    labels : np.ndarray, optional
+        The label map to use from now on when it is not the one given to `apply_selection`: a new
+        uint16 map, made because the painted label did not fit the old map's dtype (the edit then
+        has ``widened_from`` set). None when the given map was edited in place.
     """
 
     edit: Edit
     pixel_box: tuple[int, int, int, int] | None = None  # (row0, row1, col0, col1)
+    labels: np.ndarray | None = None
 
 
 def selection_signature(plane: str, index: int, selection: dict[str, Any]) -> str:
@@ -82,12 +87,14 @@ def apply_selection(labels: np.ndarray, plane: str, index: int, selection: dict[
 
     tool "box"/"lasso": fill (value > 0) or erase (value 0) the outline's pixels (centre inside);
     "flood fill": paint bucket at the clicked pixel; "delete component": erase the clicked 3D
-    component. Returns None when the selection holds nothing usable for the tool.
+    component. Returns None when the selection holds nothing usable for the tool. A label that
+    `labels`' dtype cannot hold (300 in a uint8 map) is painted into a uint16 copy, returned in
+    ``AppliedSelection.labels`` (see `segloop.editing.history.apply_widening`).
 
     Parameters
     ----------
-    labels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
-        Label map, modified in place.
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
+        Label map, modified in place (unless the map had to be widened).
     plane : {"axial", "coronal", "sagittal"}
         Viewing plane of the figure.
     index : int
@@ -99,7 +106,7 @@ def apply_selection(labels: np.ndarray, plane: str, index: int, selection: dict[
     tool : str
         A `Tool` value: "box", "lasso", "flood fill" or "delete component".
     value : int
-        Label written, 0..255; 0 erases. Not used by "delete component".
+        Label written, 0..65535; 0 erases. Not used by "delete component".
     spacing : tuple of 3 float
         Voxel size in mm along the RAS axes, to turn figure mm into pixels.
 
@@ -113,7 +120,8 @@ def apply_selection(labels: np.ndarray, plane: str, index: int, selection: dict[
     ------
     ValueError
         When `tool` is not one of the four above (e.g. "brush"), or as the operation raises
-        (unknown plane, index outside the slice range, value outside 0..255).
+        (unknown plane, index outside the slice range; a value outside 0..65535 raises
+        `segloop.editing.history.LabelValueError`, also a ValueError).
     """
     shape = planes.slice_shape(labels.shape, plane)
     if tool in OUTLINE_TOOLS:
@@ -121,15 +129,17 @@ def apply_selection(labels: np.ndarray, plane: str, index: int, selection: dict[
             b = selection["box"][-1]
             rows, cols = _to_pixels(b["x"], b["y"], plane, spacing)
             mask = operations.box_mask(shape, (rows.min(), rows.max()), (cols.min(), cols.max()))
-            edit = operations.paint_box(labels, plane, index, (rows.min(), rows.max()), (cols.min(), cols.max()), value)
+            out, edit = apply_widening(labels, value, operations.paint_box, plane, index, (rows.min(), rows.max()),
+                                       (cols.min(), cols.max()), value)
             hit = np.argwhere(mask)
             pbox = None if hit.size == 0 else (int(hit[:, 0].min()), int(hit[:, 0].max()),
                                                int(hit[:, 1].min()), int(hit[:, 1].max()))
-            return AppliedSelection(edit, pbox)
+            return AppliedSelection(edit, pbox, None if out is labels else out)
         if selection.get("lasso"):
             outline = selection["lasso"][-1]
             rows, cols = _to_pixels(outline["x"], outline["y"], plane, spacing)
-            return AppliedSelection(operations.paint_polygon(labels, plane, index, rows, cols, value))
+            out, edit = apply_widening(labels, value, operations.paint_polygon, plane, index, rows, cols, value)
+            return AppliedSelection(edit, None, None if out is labels else out)
         return None
     if tool in CLICK_TOOLS:
         points = [p for p in (selection.get("points") or []) if p.get("x") is not None and p.get("y") is not None]
@@ -139,6 +149,7 @@ def apply_selection(labels: np.ndarray, plane: str, index: int, selection: dict[
         if not (0 <= row < shape[0] and 0 <= col < shape[1]):
             return None
         if tool == Tool.FLOOD_FILL:
-            return AppliedSelection(operations.flood_fill(labels, plane, index, row, col, value))
+            out, edit = apply_widening(labels, value, operations.flood_fill, plane, index, row, col, value)
+            return AppliedSelection(edit, None, None if out is labels else out)
         return AppliedSelection(operations.delete_component(labels, plane, index, row, col))
     raise ValueError(f"unknown selection tool {tool!r}")

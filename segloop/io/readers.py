@@ -362,10 +362,12 @@ def load_scan_bytes(name: str, data: bytes) -> Volume:
 
 
 def labels_from_array(data: np.ndarray, fname: str) -> np.ndarray:
-    """Convert a label map's values to uint8, or uint16 when a value is above 255.
+    """Convert a label map's values to uint8, or uint16 when a value is above 255, never wrapping.
 
-    Floats are accepted when they hold whole numbers (label maps are often saved as float NIfTI);
-    a float map with fractions is refused, as it is most likely an image given by mistake.
+    Any integer dtype is accepted (int16/int32/int64 label maps are common) as long as every value
+    is a whole number in 0..65535; floats are accepted when they hold such whole numbers (label maps
+    are often saved as float NIfTI); a float map with fractions is refused, as it is most likely an
+    image given by mistake. Values are checked before any cast, so 1002 can never become 234.
 
     Parameters
     ----------
@@ -377,35 +379,59 @@ def labels_from_array(data: np.ndarray, fname: str) -> np.ndarray:
     Returns
     -------
     np.ndarray of uint8 or uint16, same shape as `data`
-        A new array: uint8 when the largest value is below 256, else uint16.
+        A new array with the same values: uint8 when the largest value is below 256, else uint16.
 
     Raises
     ------
     segloop.errors.ScanError
         On NaN/Inf or non-integer floats, negative values, values above 65535, or a non-numeric
-        dtype.
+        dtype; the message names `fname` and the offending value.
 
     Examples
     --------
     >>> import numpy as np
     >>> labels_from_array(np.array([0.0, 1.0, 2.0]), "seg.nii.gz")
     array([0, 1, 2], dtype=uint8)
-    >>> labels_from_array(np.array([0, 300]), "seg.nii.gz").dtype
-    dtype('uint16')
+    >>> labels_from_array(np.array([0, 1002, 2017], np.int32), "seg.nii.gz")
+    array([   0, 1002, 2017], dtype=uint16)
+    >>> labels_from_array(np.array([0, 70000]), "seg.nii.gz")
+    Traceback (most recent call last):
+    ...
+    segloop.errors.ScanError: seg.nii.gz: label value 70000 is out of range; SegLoop label maps hold whole numbers 0..65535
     """
+    data = np.asarray(data)
     if data.dtype.kind == "f":
         if not np.all(np.isfinite(data)):
             raise ScanError(f"{fname}: label map holds NaN or infinite values")
-        if not np.array_equal(data, np.round(data)):
-            raise ScanError(f"{fname}: label map holds non-integer values; is this an image rather than labels?")
+        fractional = data != np.round(data)
+        if fractional.any():
+            example = float(data[fractional].flat[0])
+            raise ScanError(
+                f"{fname}: label map holds non-integer values (e.g. {example:g}); is this an image rather than labels?"
+            )
     elif data.dtype.kind not in "iub":
         raise ScanError(f"{fname}: label map of type {data.dtype} is not supported")
-    if data.size and data.min() < 0:
-        raise ScanError(f"{fname}: label map holds negative values")
-    top = int(data.max()) if data.size else 0
+    if data.size == 0:
+        return data.astype(np.uint8)
+    low = data.min()
+    if low < 0:
+        raise ScanError(
+            f"{fname}: label map holds negative values (e.g. {_label_text(low)}); labels must be whole numbers 0..65535"
+        )
+    top = data.max()
     if top > 65535:
-        raise ScanError(f"{fname}: label value {top} is out of range")
+        raise ScanError(
+            f"{fname}: label value {_label_text(top)} is out of range; SegLoop label maps hold whole numbers 0..65535"
+        )
     return data.astype(np.uint8 if top < 256 else np.uint16)
+
+
+def _label_text(value: np.generic) -> str:
+    """A label value as the user would write it (1002, not 1002.0)."""
+    if isinstance(value, (int, np.integer, np.bool_)):
+        return str(int(value))
+    number = float(value)
+    return str(int(number)) if number.is_integer() else f"{number:g}"
 
 
 def load_label(path: str | Path, reference: Volume | None = None) -> Volume:

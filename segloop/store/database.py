@@ -25,6 +25,8 @@ import nibabel as nib
 from segloop.config import workspace_dir
 from segloop.data.folders import list_cases
 from segloop.errors import SegLoopError
+from segloop.io.readers import load_scan
+from segloop.io.volume import content_id
 from segloop.store.vocabulary import LabelKind, ScanSource
 
 #: Schema migrations; entry i brings the schema from version i to i + 1 (PRAGMA user_version).
@@ -109,6 +111,34 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+MIGRATIONS.append(
+    # Schema 2: a scan is identified by its content (`sha256`: voxels plus geometry, see
+    # `segloop.io.volume.content_id`), never by its name; names become plain, non-unique display names.
+    # Rows registered before keep sha256 NULL until the scan is opened again (`predictions.ensure_scan`).
+    # SQLite cannot drop a UNIQUE constraint, so the table is rebuilt (foreign keys are off meanwhile,
+    # see `Datastore.migrate`, so the rows that point at scans are kept as they are).
+    """
+    CREATE TABLE scans_v2 (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        image_path TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('uploaded', 'imported', 'datadir')),
+        shape TEXT,
+        spacing TEXT,
+        sha256 TEXT UNIQUE,
+        size_bytes INTEGER,
+        mtime REAL,
+        reference_label_path TEXT,
+        created_at REAL NOT NULL
+    );
+    INSERT INTO scans_v2 SELECT id, name, image_path, source, shape, spacing, NULL, size_bytes, mtime,
+        reference_label_path, created_at FROM scans;
+    DROP TABLE scans;
+    ALTER TABLE scans_v2 RENAME TO scans;
+    CREATE INDEX scans_by_name ON scans(name);
+    """
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -417,8 +447,8 @@ class _Reads:
             raise SegLoopError(f"scan #{scan_id} is not in the database")
         return _scan(row)
 
-    def scan_by_name(self, name: str) -> ScanRecord | None:
-        """Fetch one scan by its unique name.
+    def scans_named(self, name: str) -> list[ScanRecord]:
+        """List the scans shown under a name (names are display names: several scans may share one).
 
         Parameters
         ----------
@@ -427,10 +457,20 @@ class _Reads:
 
         Returns
         -------
-        ScanRecord or None
-            None when no scan has that name.
+        list of ScanRecord
+            Oldest first; empty when no scan has that name.
         """
-        row = self._one("SELECT * FROM scans WHERE name = ?", (name,))
+        return [_scan(r) for r in self._all("SELECT * FROM scans WHERE name = ? ORDER BY id", (name,))]
+
+    def scan_by_content(self, content_id: str) -> ScanRecord | None:
+        """Fetch the scan with this content id (`segloop.io.volume.content_id`: voxels plus geometry).
+
+        Returns
+        -------
+        ScanRecord or None
+            None when no registered scan has that content.
+        """
+        row = self._one("SELECT * FROM scans WHERE sha256 = ?", (content_id,))
         return _scan(row) if row else None
 
     # label versions
@@ -660,23 +700,24 @@ class Tx(_Reads):
         return self.conn.execute(sql, params)
 
     # scans
-    def upsert_scan(self, name: str, image_path: str, source: str, shape: tuple | None = None,
-                    spacing: tuple | None = None, sha256: str | None = None, size_bytes: int | None = None,
-                    mtime: float | None = None, reference_label_path: str | None = None) -> int:
-        """Register a scan by name (updating the path and facts of an existing one); returns its id.
+    def upsert_scan(self, name: str, image_path: str, source: str, content_id: str, shape: tuple | None = None,
+                    spacing: tuple | None = None, size_bytes: int | None = None, mtime: float | None = None,
+                    reference_label_path: str | None = None) -> int:
+        """Register a scan by its content (a scan with the same content gets the new path and facts); returns its id.
 
         Parameters
         ----------
         name : str
-            Unique scan name; an existing scan of that name is updated, not duplicated.
+            Display name; names need not be unique. An existing scan keeps its first name.
         image_path : str
             Path of the scan file or DICOM folder, stored as given.
         source : str
             A `ScanSource` value; recorded for a new scan only (an existing scan keeps its source).
+        content_id : str
+            The scan's identity, `segloop.io.volume.content_id` of its voxels and geometry: the same
+            image opened from two places is one scan, two images with one name are two.
         shape, spacing : tuple, optional
             Header facts (see `ScanRecord`); stored as JSON lists, replacing the old ones.
-        sha256 : str, optional
-            Hex digest of the file.
         size_bytes : int, optional
             File size in bytes.
         mtime : float, optional
@@ -692,21 +733,27 @@ class Tx(_Reads):
         Raises
         ------
         ValueError
-            When `source` is not a `ScanSource` value.
+            When `source` is not a `ScanSource` value or `content_id` is empty.
         """
         if source not in ScanSource.__members__.values():
             raise ValueError(f"scan source must be one of {[s.value for s in ScanSource]}")
+        if not content_id:
+            raise ValueError("a scan needs its content id")
         self._exec(
             """INSERT INTO scans (name, image_path, source, shape, spacing, sha256, size_bytes, mtime,
                                   reference_label_path, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(name) DO UPDATE SET image_path = excluded.image_path, shape = excluded.shape,
-                   spacing = excluded.spacing, sha256 = excluded.sha256, size_bytes = excluded.size_bytes,
-                   mtime = excluded.mtime,
+               ON CONFLICT(sha256) DO UPDATE SET image_path = excluded.image_path, shape = excluded.shape,
+                   spacing = excluded.spacing, size_bytes = excluded.size_bytes, mtime = excluded.mtime,
                    reference_label_path = COALESCE(excluded.reference_label_path, scans.reference_label_path)""",
             (name, image_path, source, _dumps(list(shape) if shape else None),
-             _dumps(list(spacing) if spacing else None), sha256, size_bytes, mtime, reference_label_path, time.time()))
-        return int(self._exec("SELECT id FROM scans WHERE name = ?", (name,)).fetchone()[0])
+             _dumps(list(spacing) if spacing else None), content_id, size_bytes, mtime, reference_label_path,
+             time.time()))
+        return int(self._exec("SELECT id FROM scans WHERE sha256 = ?", (content_id,)).fetchone()[0])
+
+    def adopt_legacy_scan(self, scan_id: int, content_id: str) -> None:
+        """Give a scan registered before schema 2 (no content id yet) its content id."""
+        self._exec("UPDATE scans SET sha256 = ? WHERE id = ? AND sha256 IS NULL", (content_id, scan_id))
 
     # label versions
     def max_label_version(self, scan_id: int) -> int:
@@ -1112,6 +1159,9 @@ class Datastore(_Reads):
             When the database's schema is newer than this SegLoop's.
         """
         conn = self._connect()
+        # Table rebuilds (schema 2) drop and rename a table that others reference; with foreign keys on,
+        # dropping it would cascade. The switch only works outside a transaction; checked before commit.
+        conn.execute("PRAGMA foreign_keys = OFF")
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -1127,6 +1177,10 @@ class Datastore(_Reads):
                             if statement.strip():
                                 conn.execute(statement)
                         conn.execute(f"PRAGMA user_version = {current + 1}")
+                        broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise SegLoopError(f"{self.path}: schema migration {current + 1} broke {len(broken)} "
+                                               "references; the database was left unchanged")
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -1138,21 +1192,22 @@ class Datastore(_Reads):
 
     # convenience writes (each its own transaction)
     def add_scan(self, name: str, image_path: str | Path, source: str = ScanSource.UPLOADED,
-                 reference_label_path: str | Path | None = None, sha256: str | None = None) -> ScanRecord:
-        """Register one scan file by path (header facts only; voxels are not read or copied).
+                 reference_label_path: str | Path | None = None, content_id: str | None = None) -> ScanRecord:
+        """Register one scan by path (no copy), identified by its content.
 
         Parameters
         ----------
         name : str
-            Unique scan name; an existing scan of that name gets the new path and facts.
+            Display name (need not be unique; an existing scan of the same content keeps its first name).
         image_path : str or pathlib.Path
             The scan file or DICOM folder; stored resolved to an absolute path.
         source : str, optional
             A `ScanSource` value (kept unchanged for an existing scan).
         reference_label_path : str or pathlib.Path, optional
             Ground-truth label file; None keeps any already recorded.
-        sha256 : str, optional
-            Hex digest of the file, when the caller computed one.
+        content_id : str, optional
+            `segloop.io.volume.content_id` of the scan when the caller has it loaded; else the scan is
+            read to compute it.
 
         Returns
         -------
@@ -1162,12 +1217,13 @@ class Datastore(_Reads):
 
         Raises
         ------
-        ValueError
-            When `source` is not a `ScanSource` value.
+        SegLoopError
+            When the file cannot be read as a scan (the message says why).
         """
+        cid = content_id or _content_id_of(Path(image_path))
         facts = _file_facts(Path(image_path))
         with self.write() as tx:
-            sid = tx.upsert_scan(name, str(Path(image_path).resolve()), source, sha256=sha256,
+            sid = tx.upsert_scan(name, str(Path(image_path).resolve()), source, cid,
                                  reference_label_path=str(reference_label_path) if reference_label_path else None,
                                  **facts)
         return self.scan(sid)
@@ -1176,6 +1232,8 @@ class Datastore(_Reads):
         """Register every scan of a folder by path (no copies), with its reference label when there is one.
 
         Any layout `segloop.data.folders.list_cases` reads (MSD, NIfTI/NRRD/MHA files, DICOM series folders).
+        Each scan is read once to compute its content id, so a scan already registered from elsewhere
+        (an upload of the same image) is recognised rather than duplicated.
 
         Parameters
         ----------
@@ -1192,7 +1250,7 @@ class Datastore(_Reads):
         Raises
         ------
         SegLoopError
-            When `folder` is not a folder or holds no scans (or as `list_cases`).
+            When `folder` is not a folder, holds no scans, or a scan cannot be read (nothing is registered).
         """
         folder = Path(folder)
         if not folder.is_dir():
@@ -1201,10 +1259,10 @@ class Datastore(_Reads):
                    for c in list_cases(folder)]
         if not entries:
             raise SegLoopError(f"{folder}: no scans found")
-        facts = [(n, p, lbl, _file_facts(Path(p))) for n, p, lbl in entries]
+        facts = [(n, p, lbl, _content_id_of(Path(p)), _file_facts(Path(p))) for n, p, lbl in entries]
         with self.write() as tx:
-            ids = [tx.upsert_scan(n, str(Path(p).resolve()), source, reference_label_path=lbl, **f)
-                   for n, p, lbl, f in facts]
+            ids = [tx.upsert_scan(n, str(Path(p).resolve()), source, cid, reference_label_path=lbl, **f)
+                   for n, p, lbl, cid, f in facts]
         return [self.scan(i) for i in ids]
 
     def record_prediction(self, scan_id: int, model_id: int, prediction_path: str | Path | None = None,
@@ -1240,6 +1298,19 @@ class Datastore(_Reads):
                                        str(uncertainty_path) if uncertainty_path else None, mean_uncertainty,
                                        foreground_voxels)
         return next(p for p in self.predictions() if p.id == pid)
+
+
+def scan_folder(store: "Datastore", area: str, scan_id: int) -> Path:
+    """A scan's own folder in the workspace, e.g. ``<workspace>/labels/scan000042``.
+
+    Named by the scan's row id, never its name: two scans that share a name can never share a folder,
+    so nothing written for one scan is ever seen, moved or cleaned up as another's.
+    """
+    return store.workspace / area / f"scan{int(scan_id):06d}"
+
+
+def _content_id_of(path: Path) -> str:
+    return content_id(load_scan(path))
 
 
 def _file_facts(path: Path) -> dict[str, Any]:

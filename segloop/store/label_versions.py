@@ -29,7 +29,8 @@ from segloop.io.readers import load_label
 from segloop.io.volume import Volume
 from segloop.io.writers import save_label
 from segloop.model.metrics import dice_per_label
-from segloop.store.database import Datastore, LabelVersion, Tx
+from segloop.io.atomic import fsync_dir
+from segloop.store.database import Datastore, LabelVersion, Tx, scan_folder
 from segloop.store.processes import pid_alive
 from segloop.store.vocabulary import STATUS_BY_KIND, CaseStatus, LabelKind
 
@@ -40,24 +41,9 @@ _TMP_FILE = re.compile(r"tmp-(\d+)-")
 
 
 
-def labels_dir(store: Datastore, scan_name: str) -> Path:
-    """Return the folder of a scan's label versions (the name made safe as one folder name).
-
-    Parameters
-    ----------
-    store : Datastore
-        The workspace's database.
-    scan_name : str
-        Scan name; characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_`` and
-        leading dots are dropped ("scan" when nothing is left).
-
-    Returns
-    -------
-    pathlib.Path
-        ``<workspace>/labels/<safe name>``; not created here.
-    """
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", scan_name).lstrip(".") or "scan"
-    return store.workspace / "labels" / safe
+def labels_dir(store: Datastore, scan_id: int) -> Path:
+    """Return the folder of a scan's label versions, ``<workspace>/labels/scan<id>`` (not created here)."""
+    return scan_folder(store, "labels", scan_id)
 
 
 def _clean_folder(tx: Tx, scan_id: int, folder: Path) -> None:
@@ -97,7 +83,7 @@ def _compare(label: np.ndarray, model_arr: np.ndarray | None, parent_arr: np.nda
     return dice, changed
 
 
-def _commit_file(store: Datastore, scan_id: int, scan_name: str, kind: str, tmp: Path, parent_version_id: int | None,
+def _commit_file(store: Datastore, scan_id: int, kind: str, tmp: Path, parent_version_id: int | None,
                  model_id: int | None, author: str, note: str, dice: dict | None, changed: int | None) -> LabelVersion:
     """Allocate the version, link the finished temp file into place and commit the row (one transaction)."""
     folder = tmp.parent
@@ -108,6 +94,7 @@ def _commit_file(store: Datastore, scan_id: int, scan_name: str, kind: str, tmp:
             version = tx.max_label_version(scan_id) + 1
             final = folder / f"v{version:03d}_{kind}.nii.gz"
             os.link(tmp, final)  # raises FileExistsError rather than overwrite
+            fsync_dir(folder)
             vid = tx.insert_label_version(scan_id, version, kind, str(final), parent_version_id, model_id, author,
                                           note, dice, changed)
             pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
@@ -194,13 +181,13 @@ def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, re
     model_v = parent if (parent and parent.kind == LabelKind.MODEL) else _nearest_model_version(store, parent_version_id)
     model_arr = parent_arr if model_v is parent else (load_version(store, model_v.id, reference) if model_v else None)
     dice, changed = _compare(label_ras, model_arr, parent_arr)
-    tmp = _tmp_path(labels_dir(store, scan.name))
+    tmp = _tmp_path(labels_dir(store, scan.id))
     try:
         save_label(label_ras, reference, tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _commit_file(store, scan_id, scan.name, kind, tmp, parent_version_id, model_id, author, note, dice, changed)
+    return _commit_file(store, scan_id, kind, tmp, parent_version_id, model_id, author, note, dice, changed)
 
 
 def list_versions(store: Datastore, scan_id: int) -> list[LabelVersion]:
@@ -287,13 +274,13 @@ def approve(store: Datastore, version_id: int, author: str = "", note: str = "")
     src = np.asanyarray(nib.load(v.path).dataobj)
     model_v = v if v.kind == LabelKind.MODEL else _nearest_model_version(store, v.id)
     dice, _ = _compare(src, np.asanyarray(nib.load(model_v.path).dataobj) if model_v else None, None)
-    tmp = _tmp_path(labels_dir(store, scan.name))
+    tmp = _tmp_path(labels_dir(store, scan.id))
     try:
         shutil.copyfile(v.path, tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _commit_file(store, v.scan_id, scan.name, LabelKind.APPROVED, tmp, v.id, v.model_id, author, note, dice, 0)
+    return _commit_file(store, v.scan_id, LabelKind.APPROVED, tmp, v.id, v.model_id, author, note, dice, 0)
 
 
 def status_from_versions(versions: list[LabelVersion], has_prediction: bool = False) -> str:

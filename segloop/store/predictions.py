@@ -8,39 +8,39 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from segloop.io.atomic import atomic_write_bytes
-from segloop.io.volume import Volume
-from segloop.store.database import Datastore, LabelVersion, PredictionInfo, ScanRecord
+from segloop.io.volume import Volume, content_id
+from segloop.store.database import Datastore, LabelVersion, PredictionInfo, ScanRecord, scan_folder
 from segloop.store.label_versions import save_label_version
-from segloop.store.vocabulary import LabelKind
+from segloop.store.vocabulary import LabelKind, ScanSource
 
 
 def ensure_scan(store: Datastore, name: str, volume: Volume, source: str,
                 reference_label_path: str | None = None) -> ScanRecord:
-    """Return the datastore record of a scan, registering it by path on first use.
+    """Return the datastore record of a scan, found by its content, registering it on first use.
 
-    A scan without a readable file on disk (an upload) is written once into
-    `<workspace>/scans/` as NIfTI so its label versions always have their image.
+    The scan is identified by `content_id` (voxels plus geometry), never by `name`: an upload that
+    happens to share a name with another scan is a different scan, and the same image opened from the
+    data folder and uploaded is the same scan, with the same label versions.
 
     Parameters
     ----------
     store : Datastore
         The workspace's database.
     name : str
-        Scan name; a scan already registered under it is returned as is (nothing is checked or updated).
+        Display name for a newly registered scan.
     volume : Volume
         The loaded scan; its ``source_path`` is registered when that file exists.
     source : str
         Where the app got the scan: "data folder" or "demo" register it as "datadir", anything else
         as "uploaded".
     reference_label_path : str, optional
-        Ground-truth label file to record with a newly registered scan.
+        Ground-truth label file to record with the scan.
 
     Returns
     -------
@@ -49,46 +49,34 @@ def ensure_scan(store: Datastore, name: str, volume: Volume, source: str,
 
     Notes
     -----
-    Side effects on first use: one ``scans`` row; and when ``volume.source_path`` is not an existing
-    file, ``<workspace>/scans/<name>.nii.gz`` (name made file-safe) is written atomically unless it
-    already exists: the voxels as float32 in the file's own voxel order with ``source_affine`` as
-    qform and sform (code 1), and the scan is registered as "uploaded".
+    Side effects on first use: one ``scans`` row (or, for a scan registered by an older SegLoop with
+    the same name and path, its content id filled in); and when ``volume.source_path`` is not an
+    existing file, ``<workspace>/scans/<content id>.nii.gz`` is written atomically unless it already
+    exists: the voxels as float32 in the file's own voxel order with ``source_affine`` as qform and
+    sform (code 1), registered as "uploaded".
     """
-    found = store.scan_by_name(name)
+    cid = content_id(volume)
+    found = store.scan_by_content(cid)
     if found is not None:
         return found
     path = Path(volume.source_path) if volume.source_path else None
-    src = "datadir" if source in ("data folder", "demo") else "uploaded"
+    if path is not None and path.exists():
+        legacy = [s for s in store.scans_named(name) if s.sha256 is None
+                  and Path(s.image_path).resolve() == path.resolve()]
+        if legacy:  # registered before scans had content ids: same name AND same file
+            with store.write() as tx:
+                tx.adopt_legacy_scan(legacy[0].id, cid)
+            return store.scan(legacy[0].id)
+    src = ScanSource.DATADIR if source in ("data folder", "demo") else ScanSource.UPLOADED
     if path is None or not path.exists():
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "scan"
-        path = store.workspace / "scans" / f"{safe}.nii.gz"
+        path = store.workspace / "scans" / f"{cid}.nii.gz"
         if not path.exists():
             img = nib.Nifti1Image(volume.to_source(volume.array).astype(np.float32), volume.source_affine)
             img.set_qform(volume.source_affine, code=1)
             img.set_sform(volume.source_affine, code=1)
             atomic_write_bytes(path, gzip.compress(img.to_bytes(), compresslevel=6))
-        src = "uploaded"
-    return store.add_scan(name, path, source=src, reference_label_path=reference_label_path)
-
-
-def predictions_dir(store: Datastore, scan_name: str) -> Path:
-    """Return the folder of a scan's cached model outputs (uncertainty maps).
-
-    Parameters
-    ----------
-    store : Datastore
-        The workspace's database.
-    scan_name : str
-        Scan name; characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_`` and
-        leading dots are dropped ("scan" when nothing is left).
-
-    Returns
-    -------
-    pathlib.Path
-        ``<workspace>/predictions/<safe name>``; not created here.
-    """
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", scan_name).lstrip(".") or "scan"
-    return store.workspace / "predictions" / safe
+        src = ScanSource.UPLOADED
+    return store.add_scan(name, path, source=src, reference_label_path=reference_label_path, content_id=cid)
 
 
 def record_model_output(store: Datastore, scan: ScanRecord, reference: Volume, labels: np.ndarray,
@@ -138,7 +126,7 @@ def record_model_output(store: Datastore, scan: ScanRecord, reference: Volume, l
                                  model_id=model_id, note=note)
     if model_id is None:
         return version, None
-    folder = predictions_dir(store, scan.name)
+    folder = scan_folder(store, "predictions", scan.id)
     unc_path = folder / f"model{model_id}_uncertainty.npy"
     buf = io.BytesIO()
     np.save(buf, np.asarray(uncertainty, np.float16))

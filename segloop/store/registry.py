@@ -54,9 +54,13 @@ def _copy(src: Path, dest_dir: Path) -> Path:
     return dest
 
 
+class _RegistryNotEmpty(Exception):
+    """`register_model(only_if_empty=True)` found a model already registered (checked under the write lock)."""
+
+
 def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Path | None = None,
                    checkpoint_path: str | Path | None = None, *, name: str | None = None,
-                   parent_id: int | None = None, activate: bool = False,
+                   parent_id: int | None = None, activate: bool = False, only_if_empty: bool = False,
                    note: str = "", author: str = "") -> ModelRecord:
     """Copy a model's files into the registry as the next version; returns its record.
 
@@ -79,6 +83,9 @@ def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Pat
         Row id of the model it was fine-tuned from.
     activate : bool, optional
         Also make it the active model (recorded in the activation history).
+    only_if_empty : bool, optional
+        Register only when the registry is empty, checked inside the write transaction (so that two
+        first visitors starting at once register the shipped model once); otherwise nothing is written.
     note : str, optional
         Free text for the row.
     author : str, optional
@@ -126,6 +133,8 @@ def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Pat
         final: Path | None = None
         try:
             with store.write() as tx:
+                if only_if_empty and tx.max_model_version() > 0:
+                    raise _RegistryNotEmpty()
                 version = tx.max_model_version() + 1
                 while (root / f"v{version}").exists():  # a folder left by a crash after rename: never reuse it
                     version += 1
@@ -188,11 +197,9 @@ def ensure_shipped_model(store: Datastore, weights_dir: str | Path = WEIGHTS_DIR
     ckpt = weights_dir / f"{stem}.pt"
     try:
         return register_model(store, onnx, weights_dir / f"{stem}.card.json", ckpt if ckpt.is_file() else None,
-                              activate=True, note="shipped model", author="segloop")
-    except Exception:
-        if store.models():  # another session registered it at the same time
-            return store.active_model()
-        raise
+                              activate=True, note="shipped model", author="segloop", only_if_empty=True)
+    except _RegistryNotEmpty:  # another session registered it first, inside its own write transaction
+        return store.active_model()
 
 
 def list_models(store: Datastore) -> list[ModelRecord]:

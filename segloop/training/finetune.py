@@ -43,8 +43,8 @@ class FinetunePlan:
     ----------
     base : ModelRecord
         The model to fine-tune.
-    corrected : dict of str to LabelVersion
-        Scan name -> the corrected or approved label version trained on.
+    corrected : dict of int to LabelVersion
+        Scan id -> the corrected or approved label version trained on.
     original : list of Case
         The base model's own training cases mixed in (against forgetting).
     validation : list of Case
@@ -58,7 +58,7 @@ class FinetunePlan:
     """
 
     base: ModelRecord
-    corrected: dict[str, LabelVersion]  # scan name -> the label version trained on
+    corrected: dict[int, LabelVersion]  # scan id -> the label version trained on
     original: list[Case]  # the base model's training cases mixed in
     validation: list[Case]  # fixed validation set: parent and new model are both scored on it
     missing_validation: list[str] = field(default_factory=list)  # card validation cases not in the data folder
@@ -102,8 +102,8 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def corrected_versions(store: Datastore) -> dict[str, LabelVersion]:
-    """Return the newest corrected or approved label version of every scan that has one, by scan name.
+def corrected_versions(store: Datastore) -> dict[int, LabelVersion]:
+    """Return the newest corrected or approved label version of every scan that has one, by scan id.
 
     Parameters
     ----------
@@ -112,11 +112,34 @@ def corrected_versions(store: Datastore) -> dict[str, LabelVersion]:
 
     Returns
     -------
-    dict of str to LabelVersion
-        Scan name -> its highest-numbered 'correction' or 'approved' version ('reference' and 'model'
+    dict of int to LabelVersion
+        Scan id -> its highest-numbered 'correction' or 'approved' version ('reference' and 'model'
         versions do not count).
     """
-    return {store.scan(sid).name: v for sid, v in store.latest_versions(HUMAN_KINDS).items()}
+    return dict(store.latest_versions(HUMAN_KINDS))
+
+
+def resolve_scans(store: Datastore, refs: list[int | str]) -> list[int]:
+    """Scan ids from what a user typed: ids (42, "42", "#42") or names, which must name exactly one scan.
+
+    Raises
+    ------
+    SegLoopError
+        For an unknown id or name, or a name that several scans share (their ids are listed).
+    """
+    ids = []
+    for ref in refs:
+        text = str(ref).lstrip("#")
+        if text.isdigit():
+            ids.append(store.scan(int(text)).id)
+            continue
+        found = store.scans_named(str(ref))
+        if len(found) != 1:
+            raise SegLoopError(f"no scan is named {ref!r}" if not found else
+                               f"{len(found)} scans are named {ref!r} (ids {', '.join(str(s.id) for s in found)}); "
+                               "give the id instead")
+        ids.append(found[0].id)
+    return ids
 
 
 def labelled_folder_cases(folder: str | Path | None) -> dict[str, Case]:
@@ -171,7 +194,7 @@ def _same_file(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def plan_finetune(store: Datastore, base: ModelRecord | None = None, *, cases: list[str] | None = None,
+def plan_finetune(store: Datastore, base: ModelRecord | None = None, *, cases: list[int | str] | None = None,
                   data_dir: str | Path | None = None, n_original: int = 0, validation: list[Case] | None = None,
                   epochs: int = DEFAULT_EPOCHS, lr: float = DEFAULT_LR, batch_size: int = DEFAULT_BATCH_SIZE,
                   augment: bool = True, val_every: int | None = None, threads: int | None = None,
@@ -184,8 +207,9 @@ def plan_finetune(store: Datastore, base: ModelRecord | None = None, *, cases: l
         The workspace's database (read only).
     base : ModelRecord, optional
         The model to fine-tune; None: the active model.
-    cases : list of str, optional
-        Scan names whose newest corrected/approved version to train on; None: all of them.
+    cases : list of int or str, optional
+        Scans (ids, or names that name one scan each) whose newest corrected/approved version to train
+        on; None: all of them.
     data_dir : path, optional
         Folder holding the base model's original training and validation cases.
     n_original : int
@@ -224,10 +248,11 @@ def plan_finetune(store: Datastore, base: ModelRecord | None = None, *, cases: l
     if not base.checkpoint_path or not Path(base.checkpoint_path).is_file():
         raise ModelError(f"model v{base.version} has no torch checkpoint to fine-tune from")
     available = corrected_versions(store)
-    unknown = sorted(set(cases or []) - set(available))
+    wanted = sorted(available) if cases is None else resolve_scans(store, cases)
+    unknown = [store.scan(sid).name for sid in wanted if sid not in available]
     if unknown:
         raise SegLoopError(f"no corrected or approved version of: {', '.join(unknown)}")
-    chosen = {n: available[n] for n in (sorted(available) if cases is None else cases)}
+    chosen = {sid: available[sid] for sid in wanted}
     folder = labelled_folder_cases(data_dir)
     split = base_split(base)
     pool = [n for n in (split.get("train") or sorted(folder)) if n in folder and n not in (split.get("validation") or [])]
@@ -236,7 +261,7 @@ def plan_finetune(store: Datastore, base: ModelRecord | None = None, *, cases: l
         picks = np.random.default_rng(seed).choice(len(pool), size=min(int(n_original), len(pool)), replace=False)
         original = [folder[pool[i]] for i in sorted(picks.tolist())]
     train_images = [store.scan(v.scan_id).image_path for v in chosen.values()] + [c.image for c in original]
-    train_names = set(chosen) | {c.name for c in original}
+    train_names = {store.scan(sid).name for sid in chosen} | {c.name for c in original}
     missing: list[str] = []
     if validation is None:
         wanted = split.get("validation") or []

@@ -31,6 +31,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from filelock import FileLock, Timeout
+
 from segloop.config import PROJECT_ROOT
 from segloop.data.splits import Case
 from segloop.errors import ModelError, SegLoopError
@@ -100,6 +102,23 @@ def _lock_path(store: Datastore) -> Path:
     return runs_dir(store) / LOCK_NAME
 
 
+def _job_lock(store: Datastore, timeout: float) -> FileLock:
+    """The OS file lock a training job holds for its whole life; the OS releases it when the job dies,
+    however it dies, so a crashed or killed job can never leave a stale lock behind."""
+    return FileLock(str(_lock_path(store)), timeout=timeout)
+
+
+def job_lock_held(store: Datastore) -> bool:
+    """Whether a live training job holds the workspace's job lock (checked without waiting)."""
+    lock = _job_lock(store, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def _pid_alive(pid: int | None, marker: str | None = JOB_MODULE) -> bool:
     """Whether `pid` is a live (non-zombie) process that is still one of our jobs."""
     child = _children.get(pid) if pid else None
@@ -128,8 +147,7 @@ def refresh_runs(store: Datastore) -> list[int]:
     Notes
     -----
     Side effects: those runs get status "failed", ``finished_at`` now and, unless one is recorded,
-    the error "the training process exited unexpectedly"; a ``training.lock`` whose process is not a
-    live job is deleted.
+    the error "the training process exited unexpectedly".
     """
     dead = []
     now = time.time()
@@ -143,16 +161,11 @@ def refresh_runs(store: Datastore) -> list[int]:
             for rid in dead:
                 current = tx.run(rid)
                 if current.status in ACTIVE_RUN_STATES and not _pid_alive(current.pid):
-                    tx.update_run(rid, status=RunState.FAILED, finished_at=time.time(),
-                                  error=current.error or "the training process exited unexpectedly")
-    lock = _lock_path(store)
-    if lock.is_file():
-        try:
-            held = json.loads(lock.read_text())
-        except ValueError:
-            held = {}
-        if not _pid_alive(held.get("pid")):
-            lock.unlink(missing_ok=True)
+                    if current.run_dir and (Path(current.run_dir) / "cancel").exists():  # stopped as asked
+                        tx.update_run(rid, status=RunState.CANCELLED, finished_at=time.time(), error="cancelled")
+                    else:
+                        tx.update_run(rid, status=RunState.FAILED, finished_at=time.time(),
+                                      error=current.error or "the training process exited unexpectedly")
     return dead
 
 
@@ -198,10 +211,10 @@ def start_training(store: Datastore, params: dict[str, Any] | None = None) -> in
     Notes
     -----
     Side effects: a ``training_runs`` row; ``<workspace>/runs/run-<NNNN>/`` with ``params.json``;
-    the lock file ``<workspace>/runs/training.lock`` ({"run_id", "pid"}); and a detached process
-    ``python -m segloop.training.jobs --run-id N --db URL --workspace W`` in its own session, its
-    output appended to ``<run_dir>/job.log``. When the process cannot be started the run is marked
-    failed, the lock removed and the error re-raised.
+    and a detached process ``python -m segloop.training.jobs --run-id N --db URL --workspace W`` in its
+    own session, its output appended to ``<run_dir>/job.log``, which takes the OS lock on
+    ``<workspace>/runs/training.lock`` for its whole life. When the process cannot be started the run
+    is marked failed and the error re-raised.
     """
     p = {**DEFAULT_PARAMS, **(params or {})}
     unknown = set(p) - set(DEFAULT_PARAMS)
@@ -224,21 +237,17 @@ def start_training(store: Datastore, params: dict[str, Any] | None = None) -> in
                          "labels or input")
     refresh_runs(store)
     runs_dir(store).mkdir(parents=True, exist_ok=True)
-    lock = _lock_path(store)
     with store.write() as tx:
         busy = tx.active_runs()
         if busy:
             raise SegLoopError(f"training run #{busy[0].id} is still {busy[0].status}; wait for it or cancel it")
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            raise SegLoopError(f"another training job holds {lock}; wait for it or cancel it") from None
+        if job_lock_held(store):
+            raise SegLoopError(f"another training job is still running (it holds {_lock_path(store)}); "
+                               "wait for it or cancel it")
         run_id = tx.insert_run(base.id, p)
         run_dir = runs_dir(store) / f"run-{run_id:04d}"
         log_path = run_dir / "job.log"
         tx.update_run(run_id, run_dir=str(run_dir), log_path=str(log_path))
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"run_id": run_id, "pid": None}, fh)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "params.json", p)
@@ -253,10 +262,8 @@ def start_training(store: Datastore, params: dict[str, Any] | None = None) -> in
     except BaseException as exc:
         with store.write() as tx:
             tx.update_run(run_id, status=RunState.FAILED, finished_at=time.time(), error=f"could not start the job: {exc}")
-        lock.unlink(missing_ok=True)
         raise
     _children[proc.pid] = proc
-    atomic_write_json(lock, {"run_id": run_id, "pid": proc.pid})
     with store.write() as tx:
         if tx.run(run_id).pid is None:
             tx.update_run(run_id, pid=proc.pid)
@@ -395,8 +402,12 @@ def follow_run(store: Datastore, run_id: int, report: Callable[[str], None] = pr
         time.sleep(poll_s)
 
 
-def cancel(store: Datastore, run_id: int, grace_s: float = 10.0) -> dict[str, Any]:
-    """Ask a run to stop (cancel flag polled between epochs); SIGTERM its process group after `grace_s`.
+def cancel(store: Datastore, run_id: int, wait_s: float = 0.0) -> dict[str, Any]:
+    """Ask a running job to stop, without blocking the caller.
+
+    The job is told twice: a flag file (checked between epochs) and SIGTERM to its process group (its
+    handler stops it at once and records "cancelled"). By default this returns at once; the page
+    follows the run to its end with `run_status`.
 
     Parameters
     ----------
@@ -404,24 +415,18 @@ def cancel(store: Datastore, run_id: int, grace_s: float = 10.0) -> dict[str, An
         The workspace's database.
     run_id : int
         Id of the run; one that has already ended is left alone.
-    grace_s : float, optional
-        Seconds to wait for the job to stop by itself before sending SIGTERM (then up to 10 s more).
+    wait_s : float, optional
+        Seconds to wait for the run to end (0: do not wait).
 
     Returns
     -------
     dict
-        The run's `run_status` afterwards.
+        The run's `run_status` afterwards (still "running" until the job has stopped).
 
     Raises
     ------
     SegLoopError
         When no run has that id.
-
-    Notes
-    -----
-    Side effects: writes the flag file ``<run_dir>/cancel``; may send SIGTERM to the job's process
-    group; marks the run "cancelled" when its process is gone but the row still says active (a job
-    that stops by itself records that on its own).
     """
     run = store.run(run_id)
     if run.status not in ACTIVE_RUN_STATES:
@@ -429,23 +434,15 @@ def cancel(store: Datastore, run_id: int, grace_s: float = 10.0) -> dict[str, An
     if run.run_dir:
         Path(run.run_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(run.run_dir) / "cancel", {"requested_at": time.time()})
-    deadline = time.time() + grace_s
-    while time.time() < deadline and _pid_alive(store.run(run_id).pid):
-        time.sleep(0.2)
-    pid = store.run(run_id).pid
-    if _pid_alive(pid):
+    if _pid_alive(run.pid):
         try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
+            os.killpg(run.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
             pass
-        for _ in range(50):
-            if not _pid_alive(pid):
-                break
-            time.sleep(0.2)
-    with store.write() as tx:
-        current = tx.run(run_id)
-        if current.status in ACTIVE_RUN_STATES and not _pid_alive(current.pid):
-            tx.update_run(run_id, status=RunState.CANCELLED, finished_at=time.time(), error="cancelled")
+    deadline = time.time() + wait_s
+    while time.time() < deadline and store.run(run_id).status in ACTIVE_RUN_STATES:
+        time.sleep(0.2)
+        refresh_runs(store)
     return run_status(store, run_id)
 
 
@@ -482,7 +479,7 @@ def collect_cases(store: Datastore, params: dict[str, Any]) -> list[Case]:
     cases = []
     for v in versions:
         scan = store.scan(v.scan_id)
-        cases.append(Case(f"{scan.name}@v{v.version}", scan.image_path, v.path))
+        cases.append(Case(f"{scan.name}#{scan.id}@v{v.version}", scan.image_path, v.path))  # names may repeat
     val_names = {c["name"] for c in params.get("val_cases", [])}
     val_images = {str(Path(c["image"]).resolve()) for c in params.get("val_cases", [])}
     cases += [Case(**c) for c in params.get("extra_cases", [])]
@@ -603,15 +600,25 @@ def run_job(store: Datastore, run_id: int) -> str:
     Side effects: the row goes to "running" (with this process's pid) and then to its final status;
     under the run folder ``stage.json``, ``train/`` (see `segloop.training.loop.train`),
     ``evaluation.json`` and ``export/<name>.onnx`` with its card; the new model is registered
-    (`segloop.store.registry.register_model`, not activated); the lock file is removed when it
-    names this run. A SIGTERM handler is installed for the duration.
+    (`segloop.store.registry.register_model`, not activated). The OS lock on ``runs/training.lock``
+    is held from start to end (the OS releases it if the process dies). A SIGTERM handler is
+    installed for the duration.
     """
     run = store.run(run_id)
     run_dir = Path(run.run_dir or runs_dir(store) / f"run-{run_id:04d}")
     run_dir.mkdir(parents=True, exist_ok=True)
     cancel_flag = run_dir / "cancel"
+    lock = _job_lock(store, timeout=30.0)
+    try:
+        lock.acquire()
+    except Timeout:
+        with store.write() as tx:
+            tx.update_run(run_id, status=RunState.FAILED, finished_at=time.time(),
+                          error="another training job holds the workspace's training lock")
+        return RunState.FAILED
     with store.write() as tx:
         if tx.run(run_id).status != RunState.QUEUED:
+            lock.release()
             return tx.run(run_id).status
         tx.update_run(run_id, status=RunState.RUNNING, pid=os.getpid(), started_at=time.time())
 
@@ -693,10 +700,7 @@ def run_job(store: Datastore, run_id: int) -> str:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         with store.write() as tx:
             tx.update_run(run_id, status=status, finished_at=time.time(), error=error, result_model_id=result_id)
-        lock = _lock_path(store)
-        held = _read_json(lock) or {}
-        if held.get("run_id") == run_id:
-            lock.unlink(missing_ok=True)
+        lock.release()
     return status
 
 
