@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS_DIR = PROJECT_ROOT / "weights"
+
+
+def _weights_dir() -> Path:
+    """The shipped model's folder: `weights/` of a checkout (or editable install), else the copy that
+    `pip install` puts in `<prefix>/share/segloop/weights`; SEGLOOP_WEIGHTS_DIR overrides both."""
+    value = os.environ.get("SEGLOOP_WEIGHTS_DIR", "").strip()
+    if value:
+        return Path(value).expanduser().resolve()
+    checkout = PROJECT_ROOT / "weights"
+    installed = Path(sys.prefix) / "share" / "segloop" / "weights"
+    return checkout if checkout.is_dir() or not installed.is_dir() else installed
+
+
+WEIGHTS_DIR = _weights_dir()
 
 #: Largest scan accepted, in voxels (default 512**3 = 134 M voxels, about 0.5 GB as float32).
 DEFAULT_MAX_VOXELS = 512**3
@@ -42,25 +56,36 @@ def data_dir() -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
-def workspace_dir() -> Path:
-    """Return where SegLoop writes its database, label versions and models.
+def workspace_choice() -> tuple[Path, str]:
+    """Return where SegLoop writes its database, label versions and models, and why there.
 
-    SEGLOOP_WORKSPACE wins; else `/data/segloop` when `/data` exists (a Hugging Face Space's
-    persistent volume); else `~/.segloop`.
+    SEGLOOP_WORKSPACE wins; else `/data/segloop` when `/data` is a writable folder (a Hugging Face
+    Space's persistent storage); else `~/.segloop`. A `/data` that exists but is not writable is named
+    in the reason, since that silently loses work when a Space restarts.
 
     Returns
     -------
-    pathlib.Path
-        The workspace folder: SEGLOOP_WORKSPACE expanded and resolved; else ``/data/segloop`` when
-        ``/data`` is a writable folder; else ``~/.segloop``. The folder is not created here
-        (`segloop.store.database.Datastore` creates it).
+    path : pathlib.Path
+        The workspace folder (not created here; `segloop.store.database.Datastore` creates it).
+    reason : str
+        One sentence for logs and the `doctor` report.
     """
     value = os.environ.get("SEGLOOP_WORKSPACE", "").strip()
     if value:
-        return Path(value).expanduser().resolve()
-    if Path("/data").is_dir() and os.access("/data", os.W_OK):
-        return Path("/data/segloop")
-    return Path.home() / ".segloop"
+        return Path(value).expanduser().resolve(), "set by SEGLOOP_WORKSPACE"
+    data = Path("/data")
+    if data.is_dir() and os.access(data, os.W_OK):
+        return data / "segloop", "/data is writable (persistent storage)"
+    home = Path.home() / ".segloop"
+    if data.is_dir():
+        return home, ("/data exists but this user cannot write to it, so the workspace is in the home folder "
+                      "and is lost when the container restarts; make /data writable or set SEGLOOP_WORKSPACE")
+    return home, "no /data folder and no SEGLOOP_WORKSPACE: the home folder"
+
+
+def workspace_dir() -> Path:
+    """Return where SegLoop writes its database, label versions and models (see `workspace_choice`)."""
+    return workspace_choice()[0]
 
 
 def shared_data_dir() -> Path:

@@ -9,8 +9,9 @@ from segloop.data.splits import msd_cases
 from segloop.errors import ModelError
 from segloop.io.readers import load_label, load_scan
 from segloop.model.card import card_path_for, file_sha256, load_card
-from segloop.model.inference import cuda_status, get_session, keep_largest_component, predict
+from segloop.model.inference import get_session, keep_largest_component, predict
 from segloop.model.metrics import dice_per_label
+from segloop.model.runtime import cuda_status
 from segloop.training.loop import load_case_arrays, load_model, predict_torch
 
 

@@ -6,7 +6,6 @@ which normalisation and size divisor apply. Sessions are cached per model file.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import time
@@ -21,6 +20,7 @@ from segloop.errors import ModelError
 from segloop.io.volume import Volume
 from segloop.model.card import Augmentation, ModelCard, card_path_for, check_scan_fits, load_card
 from segloop.model.preprocessing import normalize, pad_to_multiple
+from segloop.model.runtime import cuda_fallback_reason, cuda_status, onnxruntime
 
 DEFAULT_MODEL = WEIGHTS_DIR / "hippocampus-unet-v1.onnx"
 
@@ -102,33 +102,8 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL
 
 
-def cuda_status() -> tuple[bool, str]:
-    """Return (CUDA usable?, plain-words reason) without starting a session.
-
-    Checks that this onnxruntime build has the CUDA provider and that the NVIDIA driver library
-    (``libcuda.so.1``) loads; whether the CUDA runtime and cuDNN load is only known when a session starts.
-
-    Returns
-    -------
-    usable : bool
-        True when a CUDA session is worth trying.
-    reason : str
-        Why not, for the user; "" when `usable`.
-    """
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False, "this onnxruntime build has no CUDA support (install onnxruntime-gpu)"
-    try:
-        ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return False, "no NVIDIA GPU driver was found on this machine (libcuda.so.1 is missing)"
-    return True, ""
-
-
 def _make_session(model_path: Path) -> _Session:
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     card = load_card(card_path_for(model_path))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -141,7 +116,7 @@ def _make_session(model_path: Path) -> _Session:
                                         providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
             if sess.get_providers()[0] == "CUDAExecutionProvider":
                 return _Session(sess, "CUDAExecutionProvider", "running on the GPU (CUDA)", card, threading.Lock())
-            why = "the CUDA libraries (CUDA 12 runtime, cuDNN 9) could not be loaded by onnxruntime"
+            why = cuda_fallback_reason()
         sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelError(f"{model_path.name}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
