@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from segloop.config import data_dir
+from segloop.batch.engines import ENGINES
+from segloop.batch.run import BatchOptions, rebuild_report, run_batch
+from segloop.config import data_dir, workspace_choice
 from segloop.data.folders import dataset_label_names
 from segloop.data.splits import kfold_split, msd_cases
 from segloop.errors import SegLoopError
@@ -17,6 +19,7 @@ from segloop.io.readers import load_label, load_scan, scan_name
 from segloop.io.scan_info import format_info, scan_info
 from segloop.io.volume import content_id
 from segloop.io.writers import save_label, write_csv
+from segloop.model.doctor import doctor_report
 from segloop.model.inference import default_model_path
 from segloop.model.metrics import evaluate_folders, format_evaluation, per_case_rows
 from segloop.model.network import DEFAULT_ARCHITECTURE
@@ -100,6 +103,34 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.report and not args.json:
         print(f"report: {args.report} ({len(rows)} rows)")
     return 2 if failed else 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    if not args.inputs:  # no inputs: rebuild the report from the status records
+        path, n = rebuild_report(args.out, args.report)
+        print(f"report: {path} ({n} rows, rebuilt from {Path(args.out) / 'status'})")
+        return 0
+    options = BatchOptions(out=Path(args.out), engine=args.engine, workers=args.workers, address=args.address,
+                           mode=args.mode, model=args.model, report=Path(args.report) if args.report else None,
+                           workspace=args.workspace, progress=not args.no_progress)
+    if args.address and args.engine != "ray":
+        raise SegLoopError("--address joins a Ray cluster; add --engine ray")
+    res = run_batch(args.inputs, options)
+    print(f"batch: {res.total} scans: {res.ok} ok ({res.skipped} already done), {res.failed} failed; "
+          f"{res.total - res.skipped} segmented in {res.seconds:.1f} s ({res.rate:.2f} scans/s)")
+    if "actors" in res.engine:
+        print(f"ray: {res.engine['actors']} actor(s) x {res.engine['cpus_per_actor']} CPU"
+              + (f" + {res.engine['gpus_per_actor']:g} GPU" if res.engine["gpus_per_actor"] else "")
+              + f"; cluster {res.engine['cluster_cpus']} CPUs, {res.engine['cluster_gpus']} GPUs")
+    if args.workspace is not None:
+        print(f"workspace: {res.registered} prediction(s) recorded for the review queue")
+    print(f"report: {res.report} ({res.report_rows} rows)")
+    problems = [f"{n} ({e})" for n, e in res.failures] + [f"{n} not in the workspace ({e})" for n, e in res.workspace_errors]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise SegLoopError(f"{len(problems)} of {res.total} scans failed: {shown}; see {Path(args.out) / 'status'} "
+                           "and the report (a rerun retries only these)")
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -228,6 +259,25 @@ def _cmd_ws_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    model = Path(args.model) if args.model else default_model_path()
+    rows = doctor_report(model)
+    path, reason = workspace_choice()
+    rows.insert(len(rows) - 2 if rows[-1][0] == "to use a GPU" else len(rows) - 1, ("workspace", f"{path} ({reason})"))
+    if args.json:
+        print(json.dumps(dict(rows), indent=2))
+    else:
+        width = max(len(k) for k, _ in rows) + 2
+        print("\n".join(f"{k:<{width}}{v}" for k, v in rows))
+    return 0
+
+
+def _cmd_ws_where(args: argparse.Namespace) -> int:
+    path, reason = workspace_choice() if args.workspace is None else (Path(args.workspace).resolve(), "given by --workspace")
+    print(f"workspace: {path} ({reason})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segloop", description="SegLoop: 3D segmentation with a human in the loop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +333,35 @@ def build_parser() -> argparse.ArgumentParser:
                         "head size (eTIV), registration quality, mean uncertainty, seconds")
     p.add_argument("--json", action="store_true", help="print one JSON list of results")
     p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("batch", help="segment a cohort: thousands of scans, resumable, on local cores or Ray",
+                       description="Segment every scan of INPUTS (files, folders, quoted glob patterns, CSV manifests "
+                                   "with 'path' and 'subject' columns) into --out: <name>.nii.gz on each scan's own "
+                                   "grid, a status record per scan in status/<name>.json, and a report with one row per "
+                                   "scan. A bad scan is recorded as failed and the others go on (exit code 2). A rerun "
+                                   "skips every scan whose record says ok for the same input bytes and whose label map "
+                                   "is there, so a crashed or killed batch resumes where it stopped. Inputs that would "
+                                   "share an output name get '-<8 hex digits of the path's sha256>' appended. Without "
+                                   "INPUTS the report is rebuilt from the status records.")
+    p.add_argument("inputs", nargs="*", metavar="INPUTS", help="scan files, folders, glob patterns (quoted) or CSV manifests")
+    p.add_argument("--out", required=True, help="output folder (label maps, status/, the report)")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: a pool of worker processes on this machine; ray: Ray Data actors on a Ray cluster "
+                        "(pip install 'ray[data]') (default: %(default)s)")
+    p.add_argument("--address", default=None, help="Ray cluster to join, e.g. auto (default: start a local Ray)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes or Ray actors, each holding one model session (default: one per core; "
+                        "on a Ray cluster one per GPU, else one per CPU)")
+    p.add_argument("--report", default=None, metavar="CSV", help="report file (default: OUT/volumes.csv)")
+    p.add_argument("--workspace", nargs="?", const="", default=None, metavar="DIR",
+                   help="also record every scan and its prediction in the workspace (default folder: SEGLOOP_WORKSPACE "
+                        "or ~/.segloop), so the Cases page's review queue ranks the cohort by uncertainty; uses the "
+                        "workspace's active model (write --workspace=DIR, or put it after INPUTS)")
+    p.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.AUTO.value,
+                   help="auto: crop or whole head from each scan's field of view; crop; whole-head (default: %(default)s)")
+    p.add_argument("--model", default=None, help="ONNX model with its .card.json (default: the shipped model, or the "
+                                                 "workspace's active model with --workspace)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.set_defaults(func=_cmd_batch)
     p = sub.add_parser("evaluate", help="Dice and HD95 of predictions against references",
                        description="Compare each label map in PRED_DIR with the same-named file in REF_DIR: Dice and "
                                    "95%% Hausdorff distance (mm) per label, per case and mean. A structure in the reference that the "
@@ -323,10 +402,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, required=True, metavar="N", help="the version number to export")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write it (.nii.gz)")
     p.set_defaults(func=_cmd_ws_export)
+    p = ws_sub.add_parser("where", help="say which workspace folder is used and why",
+                          description="Print the workspace folder SegLoop uses (SEGLOOP_WORKSPACE, else /data/segloop "
+                                      "when /data is writable, else ~/.segloop) and why it was chosen.")
+    p.set_defaults(func=_cmd_ws_where)
     for p in ws_sub.choices.values():
         p.add_argument("--workspace", default=None, help="workspace folder (default: SEGLOOP_WORKSPACE or ~/.segloop)")
-        if p.prog.split()[-1] != "export":
+        if p.prog.split()[-1] not in ("export", "where"):
             p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    p = sub.add_parser("doctor", help="versions, execution providers, and why CUDA runs or does not",
+                       description="Print the versions of SegLoop and its libraries, the ONNX Runtime build and its "
+                                   "providers, whether the NVIDIA driver and the CUDA/cuDNN libraries load, what a real "
+                                   "session of the model ran on, and the command that fixes a missing piece.")
+    p.add_argument("--model", default=None, help="ONNX model to start a session of (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("finetune", help="fine-tune a registered model on the corrected cases (as the Retrain page)",
                        description="Fine-tune a registered model on the newest corrected or approved label version of "

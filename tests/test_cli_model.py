@@ -81,7 +81,7 @@ def test_evaluate_missing_folder_is_one_line_error(tmp_path):
     assert res.returncode != 0 and res.stderr.startswith("error:") and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "export", "predict", "evaluate", "ensemble", "finetune"])
+@pytest.mark.parametrize("command", ["train", "export", "predict", "evaluate", "ensemble", "finetune", "batch", "doctor"])
 def test_help_explains_every_option(command):
     import argparse
 
@@ -93,3 +93,16 @@ def test_help_explains_every_option(command):
     assert undocumented == []
     res = run_cli(command, "--help")
     assert res.returncode == 0 and "usage:" in res.stdout
+
+
+def test_doctor_says_what_a_real_session_ran_on_and_why():
+    import json
+
+    res = run_cli("doctor", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["session uses"].split(", ")[0] in ("CPUExecutionProvider", "CUDAExecutionProvider")
+    assert report["onnxruntime"].startswith("onnxruntime") and "workspace" in report
+    if report["session uses"].startswith("CPU"):  # then it says why, and how to fix it where CUDA exists
+        assert report["verdict"].startswith("running on the CPU: ")
+        assert "requirements-gpu.txt" in report.get("to use a GPU", "requirements-gpu.txt")

@@ -23,6 +23,7 @@ ALLOWED = {
     "store": BASE | {"io", "data", "model"},
     "training": BASE | {"io", "data", "model", "store"},
     "wholehead": BASE | {"io", "data", "model"},
+    "batch": BASE | {"io", "data", "model", "store", "wholehead"},
 }
 
 

@@ -102,12 +102,23 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL
 
 
+#: Threads of each new ONNX Runtime session; unset or 0: one per core. A process pool of N workers sets it
+#: so that N sessions share the cores instead of each taking them all (`segloop.batch.worker`).
+THREADS_ENV = "SEGLOOP_ORT_THREADS"
+
+
+def session_threads() -> int:
+    """Intra-op threads for a new session: SEGLOOP_ORT_THREADS when set, else the number of cores."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return max(1, int(value)) if value.isdigit() and int(value) > 0 else max(1, os.cpu_count() or 1)
+
+
 def _make_session(model_path: Path) -> _Session:
     ort = onnxruntime()
     card = load_card(card_path_for(model_path))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = max(1, os.cpu_count() or 1)
+    opts.intra_op_num_threads = session_threads()
     opts.log_severity_level = 3
     usable, why = cuda_status()
     try:
