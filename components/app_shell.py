@@ -28,3 +28,29 @@ def ensure_app_shell() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False  # what st.navigation itself does on its first call
         st.rerun()
+
+
+#: The SegLoop workflow, in order: (page file, title, what the user does there).
+WORKFLOW = (
+    ("pages/viewer.py", "Viewer", "look at a scan and its labels"),
+    ("pages/segment.py", "Segment & correct", "run the model, fix its output, save"),
+    ("pages/cases.py", "Cases", "see what is done, review, approve"),
+    ("pages/retrain.py", "Retrain", "fine-tune on the corrections"),
+    ("pages/models.py", "Models", "compare versions, activate one"),
+)
+
+
+def workflow_steps(here: str = "") -> None:
+    """The workflow in one line: a numbered link per page with what it is for (`here` is the page's stem).
+
+    The links carry no `?case=`: every page opens on the session's current case anyway.
+    """
+    cols = st.columns(len(WORKFLOW))
+    for i, (col, (path, title, what)) in enumerate(zip(cols, WORKFLOW), 1):
+        label = f"{i}. {title}" + ("  →" if i < len(WORKFLOW) else "")
+        with col:
+            try:
+                st.page_link(path, label=label, disabled=path.endswith(f"/{here}.py"))
+            except Exception:  # noqa: BLE001 - the page is not registered (a page run on its own)
+                st.markdown(f"**{label}**")
+            st.caption(what)

@@ -2,10 +2,14 @@
 3D/slice buttons, undo/redo, saving versions and the version history.
 
 All panels draw from the one label array in session state (components.session), edited in place,
-so every plane shows an edit at once. Chart selections are applied at the top of a run, before
-anything is drawn, and only once: the applied selection's signature is remembered and the chart's
-key changes (which clears the outline on screen). Buttons use on_click callbacks, which also run
-before the page is drawn.
+so every plane shows an edit at once. Chart selections are applied once, by `process_selections`,
+before the charts and the volume table are drawn: the applied selection's signature is remembered
+and the chart's key changes (which clears the outline on screen). A selection is only applied by the
+tool that made it: changing the tool starts fresh charts (`on_tool_change`), and the brush never
+reads chart selections. Buttons use on_click callbacks, which also run before the page is drawn.
+
+Messages and the edit history name labels as the page does ("Grow anterior by 1 voxel", not
+"label 1"): `name_labels` rewrites the operations' descriptions with the page's label names.
 
 The array keeps its dtype: uint8, or uint16 for labels above 255 (FreeSurfer-style 1002). Painting
 a label the array cannot hold (300 into uint8) swaps in a uint16 copy, as part of the undoable edit
@@ -14,7 +18,9 @@ a label the array cannot hold (300 into uint8) swaps in a uint16 copy, as part o
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import replace
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,16 +28,16 @@ import streamlit as st
 
 from components import session
 from segloop.display import planes
-from segloop.display.render import OverlayStyle, compose_rgb, encode_png, slice_figure_dict
+from segloop.display.overlays import add_layer, box_outline, outline_trace, uncertainty_layer
+from segloop.display.render import OverlayStyle, compose_rgb, encode_png, figure_xy_to_pixel, slice_figure_dict
 from segloop.display.windowing import apply_window
 from segloop.editing import operations
 from segloop.editing.history import EditHistory, apply_edit, apply_widening
-from segloop.display.overlays import add_layer, box_outline, outline_trace, uncertainty_layer
-from segloop.editing.selections import apply_selection, selection_signature
-from segloop.editing.tools import CLICK_TOOLS, Tool
-from segloop.wholehead.regions import BOX_EDGES
+from segloop.editing.selections import AppliedSelection, apply_selection, selection_signature
+from segloop.editing.tools import CLICK_TOOLS, HELP, OUTLINE_TOOLS, Tool
 from segloop.errors import SegLoopError
 from segloop.io.readers import labels_from_array
+from segloop.wholehead.regions import BOX_EDGES
 
 HISTORY_KEY = "seg_history"
 BASE_KEY = "seg_base"  # {"version_id", "version", "model_id", "kind"} of the saved version being edited
@@ -43,6 +49,7 @@ LAST_BOX_KEY = "seg_last_box"
 MESSAGE_KEY = "seg_message"
 SAVED_KEY = "seg_saved"
 AUTHOR_KEY = "seg_author_name"
+NAMES_KEY = "seg_label_names"
 HISTORY_BYTES = 64 * 1024 * 1024
 
 TOOLS = tuple(Tool)
@@ -110,10 +117,90 @@ def ensure_state() -> None:
         st.session_state[HISTORY_KEY] = EditHistory(HISTORY_BYTES)
         st.session_state[BASE_KEY] = None
         st.session_state[BASE_LABELS_KEY] = None if labels is None else labels.copy()
-    for plane in planes.PLANES:
-        n = planes.n_slices(vol.shape, plane)
-        idx = st.session_state.get(f"slice_{plane}", n // 2)
-        st.session_state[f"seg_slice_{plane}"] = int(np.clip(idx, 0, n - 1))
+
+
+def restore_view() -> None:
+    """Put the current case's slices and window (as the user left them, on any page) into this page's
+    widgets `seg_slice_<plane>` and `seg_window_*`, before they are drawn."""
+    from components.slice_viewer import restore_view as _restore
+
+    _restore("seg_")
+
+
+def set_label_names(names: dict[int, str]) -> None:
+    """The label names the page shows; messages and the edit history use them (`name_labels`)."""
+    st.session_state[NAMES_KEY] = dict(names)
+
+
+_LABEL_RE = re.compile(r"\b([Ll])abel (\d+)\b")
+
+
+def name_labels(text: str, names: dict[int, str] | None = None) -> str:
+    """Replace "label 1" in a message with the label's name ("anterior"); 0 is the background.
+
+    Values without a name stay as they are; "Label 1" at the start of a sentence gives "Anterior".
+
+    >>> name_labels("Grow label 1 by 1 voxel; label 7 stays", {1: "anterior"})
+    'Grow anterior by 1 voxel; label 7 stays'
+    >>> name_labels("Label 2 is not drawn on axial slice 3", {2: "posterior"})
+    'Posterior is not drawn on axial slice 3'
+    """
+    names = st.session_state.get(NAMES_KEY, {}) if names is None else names
+
+    def sub(m: re.Match) -> str:
+        value = int(m.group(2))
+        name = names.get(value) or ("background" if value == 0 else None)
+        if not name:
+            return m.group(0)
+        return name[:1].upper() + name[1:] if m.group(1) == "L" else name
+
+    return _LABEL_RE.sub(sub, text)
+
+
+def _say(text: str) -> None:
+    st.session_state[MESSAGE_KEY] = name_labels(text)
+
+
+def on_tool_change() -> None:
+    """Tool radio callback: start fresh charts (a selection made with the old tool is never applied
+    with the new one) and clear the last message, which was about the old tool."""
+    st.session_state[NONCE_KEY] = nonce() + 1
+    st.session_state[APPLIED_KEY] = None
+    st.session_state[MESSAGE_KEY] = None
+
+
+def tool_help(tool: str, by_intensity: bool = False) -> str:
+    """What a tool does, in plain words (flood fill: what exactly it fills)."""
+    if tool == Tool.FLOOD_FILL:
+        if by_intensity:
+            return ("Click a pixel: region growing from it on that slice. The pixels connected to it (edge "
+                    "neighbours) whose scan intensity is within the range set above take the label, whatever "
+                    "label they had; nothing changes on other slices.")
+        return ("Click a pixel: the connected pixels of the same label on that slice (the clicked pixel's label, "
+                "background included, through edge neighbours) take the label; nothing changes on other slices.")
+    return HELP[Tool(tool)]
+
+
+FILL_KEYS = ("seg_fill_by_intensity", "seg_fill_low", "seg_fill_high")
+
+
+def fill_options(window: tuple[float, float]) -> tuple[float, float] | None:
+    """Flood fill's intensity option: a toggle and min/max intensities (first set to the window's range).
+
+    Returns (low, high) when the fill should grow within those intensities, else None.
+    """
+    k_on, k_low, k_high = FILL_KEYS
+    if k_low not in st.session_state or k_high not in st.session_state:
+        center, width = window
+        st.session_state[k_low] = float(f"{center - width / 2:.4g}")
+        st.session_state[k_high] = float(f"{center + width / 2:.4g}")
+    c1, c2, c3 = st.columns([2, 1, 1])
+    on = c1.toggle("Only intensities in a range (region growing)", key=k_on, persist_state="session",
+                   help="Fill from the clicked pixel through the connected pixels whose scan intensity is within "
+                        "min..max, as desktop editors' region growing does.")
+    low = c2.number_input("Min intensity", key=k_low, format="%.4g", disabled=not on, persist_state="session")
+    high = c3.number_input("Max intensity", key=k_high, format="%.4g", disabled=not on, persist_state="session")
+    return (float(low), float(high)) if on else None
 
 
 def editable_labels() -> np.ndarray:
@@ -144,14 +231,15 @@ def chart_key(plane: str) -> str:
 
 
 def record(edit, message: str | None = None) -> None:
-    """Push an applied edit to the history and say what it did."""
+    """Push an applied edit to the history (described with label names) and say what it did."""
+    edit = replace(edit, description=name_labels(edit.description))
     if edit.is_empty:
-        st.session_state[MESSAGE_KEY] = f"{edit.description}: nothing changed."
+        _say(f"{edit.description}: nothing changed.")
         return
     history().push(edit)
     bump()
     widened = "" if edit.widened_from is None else f" (labels now stored as uint16, up from {edit.widened_from})"
-    st.session_state[MESSAGE_KEY] = message or f"{edit.description}: {len(edit)} voxels changed{widened}."
+    _say(message or f"{edit.description}: {len(edit)} voxels changed{widened}.")
 
 
 def _use(labels: np.ndarray) -> None:
@@ -195,24 +283,58 @@ def unsaved_voxels(labels: np.ndarray | None = None) -> int:
 # --------------------------------------------------------------------------- selections
 
 
-def process_selections(tool: str, value: int) -> None:
-    """Apply new box/lasso/click selections of the editing charts (once each), before anything is drawn."""
+def _made_by(tool: str, selection: dict) -> bool:
+    """True when the selection is of the kind the tool makes (outline tools: box/lasso; click tools: points)."""
+    if tool in OUTLINE_TOOLS:
+        return bool(selection.get("box") or selection.get("lasso"))
+    if tool in CLICK_TOOLS:
+        return bool(selection.get("points"))
+    return False  # the brush paints on its own canvas and never reads chart selections
+
+
+def _intensity_fill(labels: np.ndarray, plane: str, index: int, selection: dict, value: int,
+                    low: float, high: float) -> AppliedSelection | None:
+    """Region growing from the clicked pixel within low..high (flood fill's intensity option)."""
     vol = session.current_volume()
+    points = [p for p in (selection.get("points") or []) if p.get("x") is not None and p.get("y") is not None]
+    if not points:
+        return None
+    row, col = figure_xy_to_pixel(float(points[0]["x"]), float(points[0]["y"]), plane, vol.spacing)
+    rows, cols = planes.slice_shape(labels.shape, plane)
+    if not (0 <= row < rows and 0 <= col < cols):
+        return None
+    out, edit = apply_widening(labels, value, operations.intensity_fill, vol.array, plane, index, row, col, value,
+                               low, high)
+    return AppliedSelection(edit, None, None if out is labels else out)
+
+
+def process_selections(tool: str, value: int, intensity_range: tuple[float, float] | None = None) -> None:
+    """Apply new box/lasso/click selections of the editing charts (once each), before the charts and the
+    volume table are drawn. `intensity_range` (low, high): flood fill grows within those intensities.
+
+    Selections that the current tool does not make (left over from another tool) are ignored.
+    """
+    vol = session.current_volume()
+    if tool not in OUTLINE_TOOLS and tool not in CLICK_TOOLS:
+        return
     for plane in planes.PLANES:
         state = st.session_state.get(chart_key(plane))
         if not state:
             continue
         selection = state.get("selection") if hasattr(state, "get") else None
-        if not selection:
+        if not selection or not _made_by(tool, selection):
             continue
         index = int(st.session_state.get(f"seg_slice_{plane}", 0))
         sig = selection_signature(plane, index, selection)
         if sig == st.session_state.get(APPLIED_KEY):
             continue
         try:
-            applied = apply_selection(editable_labels(), plane, index, selection, tool, value, vol.spacing)
+            if tool == Tool.FLOOD_FILL and intensity_range is not None:
+                applied = _intensity_fill(editable_labels(), plane, index, selection, value, *intensity_range)
+            else:
+                applied = apply_selection(editable_labels(), plane, index, selection, tool, value, vol.spacing)
         except (ValueError, SegLoopError) as exc:
-            st.session_state[MESSAGE_KEY] = str(exc)
+            _say(str(exc))
             applied = None
         if applied is None:
             continue
@@ -261,6 +383,7 @@ def plane_panel(plane: str, window: tuple[float, float], style: OverlayStyle, na
     vol = session.current_volume()
     n = planes.n_slices(vol.shape, plane)
     index = st.slider(f"{plane.capitalize()} slice", 0, n - 1, key=f"seg_slice_{plane}")
+    session.case_view()["slices"][plane] = int(index)  # the Viewer and later visits open here
     fig = _figure(plane, int(index), window, style, names, tool, levels, height, boxes)
     if tool == Tool.BRUSH:
         st.plotly_chart(fig, key=f"seg_view_{plane}", config=PLOT_CONFIG, theme=None)
@@ -296,7 +419,7 @@ def brush_canvas(plane: str, window: tuple[float, float], style: OverlayStyle, v
             try:
                 labels, edit = apply_widening(labels, value, operations.paint_mask, plane, index, mask, value, what=what)
             except (ValueError, SegLoopError) as exc:
-                st.session_state[MESSAGE_KEY] = str(exc)
+                _say(str(exc))
             else:
                 _use(labels)
                 record(edit)
@@ -311,7 +434,7 @@ def _run(op, *args, **kwargs) -> None:
     try:
         record(op(editable_labels(), *args, **kwargs))
     except (ValueError, SegLoopError) as exc:
-        st.session_state[MESSAGE_KEY] = str(exc)
+        _say(str(exc))
 
 
 def reset_to_prediction(pred) -> None:
@@ -326,7 +449,7 @@ def reset_to_prediction(pred) -> None:
     try:
         labels, edit = apply_widening(labels, top, apply_edit, _copy, description="Reset to the model output")
     except (ValueError, SegLoopError) as exc:
-        st.session_state[MESSAGE_KEY] = str(exc)
+        _say(str(exc))
         return
     _use(labels)
     record(edit)
@@ -414,7 +537,7 @@ def save_correction(store, scan_id: int) -> None:
         v = save_label_version(store, scan_id, labels, session.current_volume(), kind="correction", author=author,
                                parent_version_id=base.get("version_id"), model_id=base.get("model_id"))
     except SegLoopError as exc:
-        st.session_state[MESSAGE_KEY] = str(exc)
+        _say(str(exc))
         return
     set_base(v, labels)
     st.session_state[SAVED_KEY] = {"version": v.version, "id": v.id, "dice": v.dice_vs_model,

@@ -1,10 +1,25 @@
-"""Pick the current scan: a case of SEGLOOP_DATA_DIR, a built-in demo scan, or an upload.
+"""Pick the current scan: a case of SEGLOOP_DATA_DIR, a built-in demo scan, a scan kept in the workspace
+(an earlier upload), or an upload.
 
-Deep links: `?case=<name>` opens a case directly. A scan that cannot be read shows its ScanError
-message and leaves the current scan as it was.
+There is one current case per browser session (`components.session`); the Scan box shows it and the
+address bar names it (`?case=`), on every page:
+
+- `?case=<name>` naming another case than the current one (a deep link, a shared link, a link on the
+  Cases page, the browser's back button) opens that case;
+- otherwise the current case stays, so every page opens on the case the user was looking at;
+  before any case is open, the default demo (or the data folder's first case) opens;
+- picking a case in the Scan box or uploading a scan makes it current and rewrites `?case=`.
+
+An uploaded scan is registered in the workspace (stored there once, by content), so a link naming
+it opens the same scan in another session. A scan that cannot be read shows its ScanError message
+(an upload by its file name, never by a temporary path) and leaves the current scan as it was.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import re
+import tempfile
 
 import numpy as np
 import streamlit as st
@@ -16,6 +31,12 @@ from segloop.errors import SegLoopError
 UPLOAD_TYPES = ["nii", "gz", "zip", "nrrd", "mha", "mhd"]
 DEFAULT_DEMO = "mni152_t1"
 MAX_UPLOAD_MB = 500
+PICK_KEY = "case_select"
+UPLOAD_KEY = "scan_upload"
+_PICKED_KEY = "_case_picked"  # set by the Scan box's callback: the case the user just picked
+_PENDING_UPLOAD_KEY = "_pending_upload"  # set by the uploader's callback: (file name, bytes)
+_UPLOAD_ID_KEY = "_upload_id"
+WORKSPACE_SOURCE = "workspace"
 
 
 @st.cache_resource(show_spinner="Loading scan…", max_entries=8)
@@ -52,19 +73,115 @@ def available_cases() -> tuple[list, str]:
     return demo_cases(), "built-in demo scans"
 
 
-def open_case(case, source: str) -> bool:
-    """Make a SourceCase current; shows st.error and returns False when it cannot be read."""
+def _source_kind(source: str) -> str:
+    return "demo" if "demo" in source else "data folder"
+
+
+def open_case(case, source: str, announce: bool = True) -> bool:
+    """Make a SourceCase current; returns False (with st.error when `announce`) when it cannot be read."""
     try:
         vol, labels = load_source_case(case)
     except SegLoopError as exc:
-        st.error(str(exc))
+        if announce:
+            st.error(str(exc))
         return False
+    if vol.name != case.name:  # a scan kept in the workspace is stored under its content id
+        vol = dataclasses.replace(vol, name=case.name)
     session.set_current(vol, labels, case.name, source)
     return True
 
 
+def _workspace_store():
+    from segloop.store.database import Datastore
+
+    return Datastore()
+
+
+def stored_case(name: str):
+    """The newest scan registered in the workspace under `name` (an earlier upload) as a SourceCase, or None."""
+    from segloop.data.folders import SourceCase
+
+    try:
+        found = [s for s in _workspace_store().scans_named(name) if s.image_path]
+    except Exception:  # noqa: BLE001 - no usable workspace: such links cannot be followed
+        return None
+    if not found:
+        return None
+    rec = found[-1]
+    return SourceCase(name=rec.name, image_path=rec.image_path, label_path=None, kind="nifti")
+
+
+def open_named(name: str, by_name: dict, source: str, announce: bool = True) -> bool:
+    """Make the case called `name` current: a case of the data folder (or a demo), else a scan kept in the
+    workspace. `announce`: say with st.error when there is no such case or it cannot be read."""
+    if name in by_name:
+        return open_case(by_name[name], _source_kind(source), announce)
+    stored = stored_case(name)
+    if stored is not None:
+        return open_case(stored, WORKSPACE_SOURCE, announce)
+    if announce:
+        st.error(f"no case named {name!r} in the {source} or the workspace")
+    return False
+
+
+def follow_address_bar(by_name: dict, source: str, announce: bool = True) -> None:
+    """Open the case `?case=` names when it is not the current one (deep, shared or history links)."""
+    wanted = st.query_params.get(session.CASE_PARAM)
+    if wanted and wanted != session.current_case():
+        open_named(wanted, by_name, source, announce)
+
+
+def keep_case_in_url() -> None:
+    """For pages without a scan picker: follow a `?case=` link, then make `?case=` name the current case."""
+    wanted = st.query_params.get(session.CASE_PARAM)
+    if wanted and wanted != session.current_case():
+        try:
+            cases, source = available_cases()
+        except SegLoopError:
+            cases, source = [], ""
+        open_named(wanted, {c.name: c for c in cases}, source, announce=False)
+    session.sync_case_param()
+
+
+def upload_error_message(message: str, file_name: str) -> str:
+    """A load error about an upload with temporary paths replaced by the uploaded file's name.
+
+    The reader works on a copy in a temporary folder; its messages may quote that path, which
+    means nothing to the user (and says where the server keeps temporary files).
+    """
+    tmp = re.escape(tempfile.gettempdir().rstrip("/") or "/tmp")
+    message = re.sub(tmp + r"/segloop-upload-[^/\s]+/[^\s:'\"()\[\],]+", file_name, message)
+    return re.sub(r":?\s*" + tmp + r"/[^\s'\"()\[\],]*", "", message)  # other temporary paths: dropped
+
+
+def _upload_name(vol, file_name: str) -> str:
+    """The case name of an upload: the scan's name, marked when a data folder case already has it."""
+    name = (vol.name or file_name).strip() or "upload"
+    try:
+        cases, _ = available_cases()
+        taken = {c.name for c in cases}
+    except SegLoopError:
+        taken = set()
+    return f"{name} (uploaded)" if name in taken else name
+
+
+def _register_upload(vol, name: str) -> str:
+    """Register an uploaded scan in the workspace (stored there once, by content); returns its case name:
+    `name`, or the name the workspace already knows the same voxels by."""
+    from segloop.store.predictions import ensure_scan
+
+    try:
+        return ensure_scan(_workspace_store(), name, vol, "upload").name
+    except Exception:  # noqa: BLE001 - still viewable; only links to it will not open in other sessions
+        return name
+
+
 def apply_upload(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB) -> bool:
-    """Load uploaded bytes as the current scan; shows st.error and changes nothing when it fails."""
+    """Load uploaded bytes as the current scan; shows st.error and changes nothing when it fails.
+
+    The scan is registered in the workspace (by content), so `?case=<its name>` opens it again; when
+    its content is a scan the workspace already knows, it takes that scan's name.
+    """
     from segloop.io.readers import load_scan_bytes
 
     if len(data) > max_mb * 1024 * 1024:
@@ -73,14 +190,28 @@ def apply_upload(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB) -> bool:
     try:
         vol = load_scan_bytes(name, data)
     except SegLoopError as exc:
-        st.error(str(exc))
+        st.error(upload_error_message(str(exc), name))
         return False
-    session.set_current(vol, None, vol.name or name, "upload")
+    case = _register_upload(vol, _upload_name(vol, name))
+    if vol.name != case:
+        vol = dataclasses.replace(vol, name=case)
+    session.set_current(vol, None, case, "upload")
     return True
 
 
+def _on_pick() -> None:
+    st.session_state[_PICKED_KEY] = st.session_state.get(PICK_KEY)
+
+
+def _on_upload() -> None:
+    upload = st.session_state.get(UPLOAD_KEY)
+    if upload is not None and st.session_state.get(_UPLOAD_ID_KEY) != upload.file_id:
+        st.session_state[_UPLOAD_ID_KEY] = upload.file_id
+        st.session_state[_PENDING_UPLOAD_KEY] = (upload.name, upload.getvalue())
+
+
 def scan_picker() -> None:
-    """Case select box + uploader; keeps `?case=` in the URL in step with the current scan."""
+    """Scan box + uploader, both showing the session's current case; keeps `?case=` naming it."""
     try:
         cases, source = available_cases()
     except SegLoopError as exc:
@@ -89,37 +220,47 @@ def scan_picker() -> None:
     st.session_state["data_source"] = source
     by_name = {c.name: c for c in cases}
     names = list(by_name)
-    wanted = st.query_params.get("case")
-    if "case_select" not in st.session_state and names:
-        if wanted and wanted in by_name:
-            st.session_state["case_select"] = wanted
-        else:
-            if wanted and session.current_source() != "upload":
-                st.error(f"no case named {wanted!r} in the {source}")
-            st.session_state["case_select"] = DEFAULT_DEMO if DEFAULT_DEMO in by_name else names[0]
+    before = session.current_case()
+
+    # what the user did last (upload, Scan box) wins; else the address bar; else the current case
+    pending = st.session_state.pop(_PENDING_UPLOAD_KEY, None)
+    picked = st.session_state.pop(_PICKED_KEY, None)
+    handled = False
+    if pending is not None:
+        handled = apply_upload(*pending)
+    elif picked is not None and picked != before:
+        handled = open_named(picked, by_name, source)
+    if handled and session.current_case() != before:
+        session.drop_view_params()  # they described the previous case's view
+    else:
+        follow_address_bar(by_name, source)
+    if session.current_case() is None and names:
+        open_case(by_name[DEFAULT_DEMO if DEFAULT_DEMO in by_name else names[0]], _source_kind(source))
+
+    current = session.current_case()
+    options = names if current is None or current in by_name else [current] + names
+    if current is not None:
+        st.session_state[PICK_KEY] = current  # the box always shows the session's current case
+
+    suffix = " (uploaded)" if session.current_source() == "upload" else " (workspace)"
+
+    def label(name: str, known: frozenset = frozenset(by_name), suffix: str = suffix) -> str:
+        return name if name in known or name.endswith(suffix) else name + suffix
 
     col_pick, col_up = st.columns([2, 3])
     with col_pick:
-        choice = st.selectbox("Scan", names, key="case_select", help=source) if names else None
+        if options:
+            st.selectbox("Scan", options, key=PICK_KEY, help=source, on_change=_on_pick, format_func=label)
     with col_up:
-        upload = st.file_uploader(
+        st.file_uploader(
             "…or upload a scan (.nii, .nii.gz, .nrrd, .mha, DICOM .zip)",
             type=UPLOAD_TYPES,
-            key="scan_upload",
+            key=UPLOAD_KEY,
+            on_change=_on_upload,
         )
     if not names:
         st.info(f"No scans found in the {source}.")
-    if upload is not None and st.session_state.get("_upload_id") != upload.file_id:
-        st.session_state["_upload_id"] = upload.file_id
-        apply_upload(upload.name, upload.getvalue())
-    elif choice is not None and (
-        session.current_case() != choice and (session.current_source() != "upload" or st.session_state.get("_last_choice") != choice)
-    ):
-        open_case(by_name[choice], "demo" if "demo" in source else "data folder")
-    st.session_state["_last_choice"] = choice
-    if session.current_case() and session.current_source() != "upload":
-        if st.query_params.get("case") != session.current_case():
-            st.query_params["case"] = session.current_case()
+    session.sync_case_param()
 
 
 def describe(volume) -> str:

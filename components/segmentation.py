@@ -185,3 +185,19 @@ def scan_record(case: str):
                            _reference_label_path(case))
     except Exception:
         return None
+
+
+def volume_rows(pred: CachedPrediction | None, labels: np.ndarray | None, spacing, names: dict[int, str]) -> list[dict]:
+    """Rows of the volume table: each label's volume in the model's output and in the current labels (mL).
+
+    Call it after the edits of this run were applied (`editor.process_selections`), so the numbers
+    are those of the labels on screen.
+    """
+    from segloop.display.label_volumes import label_volumes_ml
+
+    model_rows = {r["label"]: r for r in label_volumes_ml(pred.labels, spacing, names)} if pred else {}
+    cur_rows = {r["label"]: r for r in label_volumes_ml(labels, spacing, names)} if labels is not None else {}
+    return [{"Label": v, "Name": names.get(v, f"label {v}"),
+             "Model (mL)": round(model_rows[v]["ml"], 3) if v in model_rows else None,
+             "Current (mL)": round(cur_rows[v]["ml"], 3) if v in cur_rows else 0.0}
+            for v in sorted(set(model_rows) | set(cur_rows))]

@@ -1,7 +1,12 @@
 """The current scan and its label map, shared by every page through st.session_state.
 
-The viewer sets them; the segmentation page reads and edits the same label array (in place, through
+There is ONE current case per browser session: every page opens on it, the scan picker shows it and
+the address bar names it (`?case=`, kept in step by `sync_case_param`). The viewer or the segment page
+sets it; the segmentation page reads and edits the same label array (in place, through
 `planes.slice_view`), so both pages always show the same thing.
+
+What the user looks at is remembered per case (`case_view`): the window/level and the slice of each
+plane, so coming back to a page, or to a case, shows it as it was left.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ LABELS_KEY = "current_labels"
 CASE_KEY = "current_case"
 SOURCE_KEY = "current_source"
 NAMES_KEY = "label_names"
+VIEWS_KEY = "case_views"
+CASE_PARAM = "case"
+#: Query parameters that describe the view of one case (dropped when another case becomes current).
+VIEW_PARAMS = ("plane", "slice")
 
 
 def current_volume() -> Volume | None:
@@ -63,6 +72,36 @@ def set_labels(labels: np.ndarray | None) -> None:
         raise ValueError(f"labels of shape {labels.shape} do not match the scan {vol.shape}")
     st.session_state[LABELS_KEY] = labels
     st.session_state["labels_revision"] = st.session_state.get("labels_revision", 0) + 1
+
+
+def sync_case_param() -> None:
+    """Make the address bar's `?case=` name the current case (a shared link then opens the same scan).
+
+    Nothing is written before a case is current. Other query parameters are left alone.
+    """
+    case = current_case()
+    if case and st.query_params.get(CASE_PARAM) != case:
+        st.query_params[CASE_PARAM] = case
+
+
+def drop_view_params() -> None:
+    """Forget `?plane=&slice=` of the previous case (they described its view, not the new one's)."""
+    for key in VIEW_PARAMS:
+        if key in st.query_params:
+            del st.query_params[key]
+
+
+def case_view(case: str | None = None) -> dict:
+    """The remembered view of a case (the current one by default), created empty on first use.
+
+    A dict with "slices" ({plane: index}) and "window" ({"preset", "center", "width"} or None until
+    set), shared by the Viewer and the Segment page so both open where the user left the case.
+    """
+    case = current_case() if case is None else case
+    views = st.session_state.setdefault(VIEWS_KEY, {})
+    if case not in views:
+        views[case] = {"slices": {}, "window": None}
+    return views[case]
 
 
 def labels_revision() -> int:

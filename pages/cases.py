@@ -8,7 +8,9 @@ import os
 import pandas as pd
 import streamlit as st
 
+from components import session
 from components.app_shell import ensure_app_shell
+from components.scan_picker import keep_case_in_url
 from components.store import dice_columns, fmt_time, get_store, label_names_for
 from segloop import config
 from segloop.errors import SegLoopError
@@ -16,6 +18,7 @@ from segloop.store.label_versions import approve, status_from_versions
 from segloop.store.review_queue import STRATEGIES, review_queue
 
 SEGMENT_PAGE = "pages/segment.py"
+VIEWER_PAGE = "pages/viewer.py"
 STRATEGY_TITLES = {
     "uncertainty": "Uncertainty: least sure first",
     "random": "Random",
@@ -24,12 +27,14 @@ STRATEGY_TITLES = {
 QUEUE_LINKS = 10
 
 
-def case_link(name: str, label: str | None = None) -> None:
-    """A link that opens the case in the Segment page (plain `?case=` link when that page is not there)."""
+def case_link(name: str, label: str | None = None, page: str = SEGMENT_PAGE) -> None:
+    """A link that opens the case on a page, Segment by default; the case becomes the session's current
+    case (plain `?case=` link when that page is not there)."""
+    icon = ":material/brush:" if page == SEGMENT_PAGE else ":material/view_in_ar:"
     try:
-        st.page_link(SEGMENT_PAGE, label=label or name, query_params={"case": name}, icon=":material/brush:")
+        st.page_link(page, label=label or name, query_params={"case": name}, icon=icon)
     except Exception:  # noqa: BLE001 - page not registered (single-page run, or not written yet)
-        st.markdown(f"[{label or name}](segment?case={name})")
+        st.markdown(f"[{label or name}]({page.removeprefix('pages/').removesuffix('.py')}?case={name})")
 
 
 AUTHOR_KEY = "seg_author_name"  # shared with the Segment page, so the name is typed once per session
@@ -40,6 +45,7 @@ def author() -> str:
 
 
 ensure_app_shell()
+keep_case_in_url()
 st.title("Cases")
 if flash := st.session_state.pop("cases_flash", None):
     st.success(flash)
@@ -102,14 +108,34 @@ counts = table["Status"].value_counts()
 st.caption(" · ".join(f"{counts.get(k, 0)} {k}" for k in ("new", "predicted", "corrected", "approved"))
            + (f" · active model: v{active.version}" if active else " · no active model"))
 
+current = session.current_case()
+if current:
+    col_t, col_v, col_s = st.columns([2, 1, 1])
+    col_t.markdown(f"Current case: **{current}**")
+    with col_v:
+        case_link(current, "Back to it in the Viewer", VIEWER_PAGE)
+    with col_s:
+        case_link(current, "Correct it")
+
 status_filter = st.multiselect("Show statuses", ["new", "predicted", "corrected", "approved"],
                                default=["new", "predicted", "corrected", "approved"], key="status_filter")
 shown = table[table["Status"].isin(status_filter)]
-st.dataframe(
-    shown, hide_index=True, key="cases_table", width="stretch",
+picked = st.dataframe(
+    shown, hide_index=True, key="cases_table", width="stretch", on_select="rerun", selection_mode="single-row",
     column_config={"Open": st.column_config.LinkColumn("Open", display_text="Segment ↗",
-                                                       help="Open the case in the Segment page")},
+                                                       help="Open the case in the Segment page (new tab)")},
 )
+rows_picked = picked.selection.rows if picked is not None else []
+if rows_picked and rows_picked[0] < len(shown):
+    name = shown.iloc[rows_picked[0]]["Case"]
+    col_t, col_v, col_s = st.columns([2, 1, 1])
+    col_t.markdown(f"Selected: **{name}**")
+    with col_v:
+        case_link(name, f"Open {name} in the Viewer", VIEWER_PAGE)
+    with col_s:
+        case_link(name, f"Correct {name}")
+else:
+    st.caption("Select a row to open its case here, in the Viewer or the Segment page.")
 
 st.subheader("Review queue: what to label next")
 col_s, col_seed = st.columns([3, 1])

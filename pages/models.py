@@ -10,6 +10,7 @@ import streamlit as st
 
 from components.app_shell import ensure_app_shell
 from components.charts import dice_bars
+from components.scan_picker import keep_case_in_url
 from components.store import fmt_time, get_store, label_names_for
 from segloop.errors import SegLoopError
 from segloop.model.card import Evaluation, load_card, training_data_summary
@@ -28,6 +29,7 @@ def _data_used(model) -> str:
 
 
 ensure_app_shell()
+keep_case_in_url()  # the address bar keeps naming the session's current case
 st.title("Models")
 if flash := st.session_state.pop("models_flash", None):
     st.success(flash)

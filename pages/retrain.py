@@ -13,6 +13,7 @@ import streamlit as st
 
 from components.app_shell import ensure_app_shell
 from components.charts import dice_bars, training_curves
+from components.scan_picker import keep_case_in_url
 from components.store import fmt_time, get_store, label_names_for
 from segloop import config
 from segloop.errors import SegLoopError
@@ -103,6 +104,7 @@ def render_run(store, run_id: int, was_active: bool, names: dict[int, str]) -> N
 
 
 ensure_app_shell()
+keep_case_in_url()  # the address bar keeps naming the session's current case
 st.title("Retrain")
 store = get_store()
 models = [m for m in list_models(store) if m.checkpoint_path and Path(m.checkpoint_path).is_file()]

@@ -7,11 +7,9 @@ import streamlit as st
 from components import editor, segmentation, session
 from components.app_shell import ensure_app_shell
 from components.scan_picker import describe, scan_picker
+from components.slice_viewer import window_controls
 from segloop.display import planes
-from segloop.display.label_volumes import label_volumes_ml
 from segloop.display.render import OverlayStyle
-from segloop.display.windowing import PRESETS, preset_window
-from segloop.editing.tools import HELP as TOOL_HELP
 from segloop.editing.tools import Tool
 from segloop.wholehead.segment import Mode
 
@@ -26,27 +24,25 @@ if vol is None:
     st.stop()
 case = session.current_case()
 st.caption(describe(vol))
-editor.ensure_state()
 
 model = segmentation.active_model()
 names, colors = segmentation.model_labels(model)
+editor.set_label_names(names)
+editor.ensure_state()
+editor.restore_view()  # slices and window as the user left this case, on this page or the Viewer
 mode = st.session_state.get("seg_mode", Mode.AUTO)
 pred = segmentation.cached_prediction(case, model, mode)
 
 with st.sidebar:
     st.subheader("Display")
-    preset = st.selectbox("Window preset", list(PRESETS), key="seg_window_preset")
-    wcache = st.session_state.setdefault("_seg_window_cache", {})
-    if (case, id(vol), preset) not in wcache:
-        wcache[(case, id(vol), preset)] = preset_window(preset, vol.array)
-    window = wcache[(case, id(vol), preset)]
-    opacity = st.slider("Label opacity", 0.0, 1.0, 0.45, 0.05, key="seg_opacity")
-    contour = st.toggle("Contours only", key="seg_contour")
-    show_unc = st.toggle("Show uncertainty", key="seg_show_unc", disabled=pred is None,
+    window = window_controls("seg_")
+    opacity = st.slider("Label opacity", 0.0, 1.0, 0.45, 0.05, key="seg_opacity", persist_state="session")
+    contour = st.toggle("Contours only", key="seg_contour", persist_state="session")
+    show_unc = st.toggle("Show uncertainty", key="seg_show_unc", disabled=pred is None, persist_state="session",
                          help="Heat overlay of the model's uncertainty (normalised entropy): "
                               "yellow ≥ 0.1, orange ≥ 0.25 / 0.5, red ≥ 0.75.")
     show_boxes = st.toggle("Show hippocampus boxes", value=True, key="seg_show_boxes",
-                           disabled=pred is None or not pred.sides,
+                           disabled=pred is None or not pred.sides, persist_state="session",
                            help="Dashed outlines: where the whole-head path looked for each hippocampus.")
 style = OverlayStyle.make(colors, opacity=opacity, contour=contour)
 
@@ -97,28 +93,23 @@ else:
     st.button("Reset to the model output", key="seg_reset_model", on_click=editor.reset_to_prediction, args=(pred,),
               help="Replaces the current labels with the model's output (undoable).")
 
-labels = session.current_labels()
-model_rows = {r["label"]: r for r in label_volumes_ml(pred.labels, vol.spacing, names)} if pred else {}
-cur_rows = {r["label"]: r for r in label_volumes_ml(labels, vol.spacing, names)} if labels is not None else {}
-if model_rows or cur_rows:
-    st.dataframe(
-        [{"Label": v, "Name": names.get(v, f"label {v}"),
-          "Model (mL)": round(model_rows[v]["ml"], 3) if v in model_rows else None,
-          "Current (mL)": round(cur_rows[v]["ml"], 3) if v in cur_rows else 0.0}
-         for v in sorted(set(model_rows) | set(cur_rows))],
-        hide_index=True, key="seg_volumes_table",
-    )
+volume_table = st.empty()  # drawn below, once this run's edit (if any) is applied
 
 # --------------------------------------------------------------------------- correct
 st.subheader("Correct")
 c1, c2, c3 = st.columns([3, 2, 1])
-tool = c1.radio("Tool", editor.TOOLS, horizontal=True, key="seg_tool",
-                format_func=lambda t: t.capitalize())
+tool = c1.radio("Tool", editor.TOOLS, horizontal=True, key="seg_tool", on_change=editor.on_tool_change,
+                format_func=lambda t: t.capitalize(), persist_state="session")
 values = sorted(names) + [0]
-value = c2.radio("Label", values, horizontal=True, key="seg_label",
+value = c2.radio("Label", values, horizontal=True, key="seg_label", persist_state="session",
                  format_func=lambda v: names.get(v, f"label {v}") if v else "Eraser")
-brush = c3.slider("Brush size", 1, 15, 3, key="seg_brush", disabled=tool != Tool.BRUSH)
-editor.process_selections(tool, int(value))
+brush = c3.slider("Brush size", 1, 15, 3, key="seg_brush", disabled=tool != Tool.BRUSH, persist_state="session")
+intensity_range = editor.fill_options(window) if tool == Tool.FLOOD_FILL else None
+editor.process_selections(tool, int(value), intensity_range)
+
+rows = segmentation.volume_rows(pred, session.current_labels(), vol.spacing, names)
+if rows:
+    volume_table.dataframe(rows, hide_index=True, key="seg_volumes_table")
 
 msg = st.session_state.get(editor.MESSAGE_KEY)
 if msg:
@@ -126,7 +117,7 @@ if msg:
 last_box = st.session_state.get(editor.LAST_BOX_KEY)
 if last_box:
     st.caption(f"Last box applied: {last_box}")
-st.caption(TOOL_HELP[Tool(tool)])
+st.caption(editor.tool_help(tool, intensity_range is not None))
 
 levels = pred.levels if (pred is not None and show_unc) else None
 for col, plane in zip(st.columns(3), planes.PLANES):
@@ -134,7 +125,7 @@ for col, plane in zip(st.columns(3), planes.PLANES):
         editor.plane_panel(plane, window, style, names, tool, levels,
                            boxes=pred.sides if (pred is not None and show_boxes) else None)
 
-edit_plane = st.selectbox("Plane for the brush and slice tools", planes.PLANES, key="seg_plane")
+edit_plane = st.selectbox("Plane for the brush and slice tools", planes.PLANES, key="seg_plane", persist_state="session")
 if tool == Tool.BRUSH:
     colour = "#000000" if value == 0 else style.color_of(int(value))
     editor.brush_canvas(edit_plane, window, style, int(value), int(brush), colour)

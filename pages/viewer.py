@@ -1,18 +1,20 @@
-"""Viewer: pick a scan and look at it in three planes with its labels and their volumes."""
+"""Viewer (the start page): the workflow at a glance, then the current scan in three planes with its
+labels and their volumes. Opens on the session's current case, else the default demo."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from components import session
-from components.app_shell import ensure_app_shell
+from components.app_shell import ensure_app_shell, workflow_steps
 from components.scan_picker import describe, scan_picker
-from components.slice_viewer import overlay_controls, reset_for_new_scan, slice_panel, window_controls
+from components.slice_viewer import overlay_controls, restore_view, slice_panel, window_controls
 from segloop.display import planes
 from segloop.display.label_volumes import label_volumes_ml
 
 ensure_app_shell()
 st.title("Viewer")
+workflow_steps("viewer")
 scan_picker()
 vol = session.current_volume()
 if vol is None:
@@ -24,7 +26,7 @@ try:
     qp_slice = int(st.query_params.get("slice", ""))
 except ValueError:
     qp_slice = None
-reset_for_new_scan(qp_plane if qp_plane in planes.PLANES else None, qp_slice)
+restore_view("", qp_plane if qp_plane in planes.PLANES else None, qp_slice)  # as left, on any page
 
 labels = session.current_labels()
 names = session.label_names()
@@ -35,8 +37,10 @@ with st.sidebar:
     center, width = window_controls()
     st.subheader("Labels")
     style = overlay_controls(labels, names)
-    layout = st.radio("Layout", ["Three planes", "One plane"], horizontal=True, key="viewer_layout")
-    big_plane = st.selectbox("Plane", planes.PLANES, key="viewer_plane", disabled=layout != "One plane")
+    layout = st.radio("Layout", ["Three planes", "One plane"], horizontal=True, key="viewer_layout",
+                      persist_state="session")
+    big_plane = st.selectbox("Plane", planes.PLANES, key="viewer_plane", disabled=layout != "One plane",
+                             persist_state="session")
 
 if layout == "One plane":
     slice_panel(big_plane, center, width, style, names, height=640)

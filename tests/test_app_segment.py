@@ -189,7 +189,8 @@ def test_click_tools_buttons_and_brush_panel(env: Path) -> None:
     at.button(key="seg_grow").click().run()
     grown = at.session_state["current_labels"]
     assert (grown == 1).sum() > (expected == 1).sum() and ((grown != expected) <= (expected == 0)).all()
-    assert any("Grow label 1" in m.value for m in at.markdown)
+    assert any("Grow anterior by 1 voxel" in m.value for m in at.markdown)  # label names, as the page shows them
+    assert not any("label 1" in m.value for m in [*at.markdown, *at.info])
     at.button(key="seg_undo").click().run()
     at.button(key="seg_undo").click().run()
     assert np.array_equal(at.session_state["current_labels"], start)

@@ -524,6 +524,107 @@ def flood_fill(labels: np.ndarray, plane: str, index: int, row: int, col: int, v
     return _paint_2d(labels, plane, index, mask, value, None, True, f"Flood fill {_label_name(value)} on {plane} {index}")
 
 
+def intensity_fill(
+    labels: np.ndarray,
+    image: np.ndarray,
+    plane: str,
+    index: int,
+    row: int,
+    col: int,
+    value: int,
+    low: float,
+    high: float,
+    *,
+    only_label: int | None = None,
+    overwrite: bool = True,
+) -> Edit:
+    """Set to `value` the pixels of one slice reached from the clicked pixel through intensities in low..high.
+
+    Region growing on the scan, not on the labels: the region is the clicked pixel plus every pixel
+    reachable from it through edge neighbours (4-connectivity) whose image intensity lies in the
+    closed range low..high, on the shown slice only. The labels under the region do not matter
+    (unless `only_label` or `overwrite` say otherwise).
+
+    Parameters
+    ----------
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
+        Label map, modified in place.
+    image : np.ndarray of float or int, shape (X, Y, Z), RAS voxel order
+        The scan's intensities, same shape as `labels`; only read.
+    plane : {"axial", "coronal", "sagittal"}
+        Viewing plane.
+    index : int
+        Slice index along the plane's RAS axis, 0..n_slices - 1.
+    row, col : int
+        Clicked pixel of the shown slice (the seed).
+    value : int
+        Label written, 0..65535 and within `labels`' dtype; 0 erases.
+    low, high : float
+        Intensity range in the scan's own units, both ends included, in either order.
+    only_label : int, optional
+        When given, only voxels currently equal to it are changed.
+    overwrite : bool, optional
+        When False, voxels of other labels are left alone (ignored when erasing).
+
+    Returns
+    -------
+    Edit
+        The voxels changed (description e.g. "Intensity fill label 1 (100..300) on axial 12"),
+        ready for `EditHistory.push`.
+
+    Raises
+    ------
+    ValueError
+        When `plane` is unknown, `index` is outside the slice range, (row, col) is outside the
+        slice, `image` and `labels` differ in shape, or `low`/`high` is not a finite number.
+    segloop.errors.SegLoopError
+        When the clicked pixel's own intensity is outside low..high (a message for the user:
+        nothing to grow from).
+    segloop.editing.history.LabelValueError
+        (a ValueError and a SegLoopError) When `value` is outside 0..65535 or does not fit
+        `labels`' dtype (see `segloop.editing.history.apply_widening`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((4, 4, 1), np.uint8)
+    >>> image = np.zeros((4, 4, 1))
+    >>> shown = slice_view(image, "axial", 0)  # axial slice 0 as the screen shows it (rows, cols)
+    >>> shown[:, :2] = 100.0  # a bright left half...
+    >>> shown[0, 0] = 500.0  # ...with one pixel brighter than the range
+    >>> edit = intensity_fill(labels, image, "axial", 0, 2, 1, 2, 50, 150)
+    >>> len(edit), edit.description
+    (7, 'Intensity fill label 2 (50..150) on axial 0')
+    >>> slice_view(labels, "axial", 0)
+    array([[0, 2, 0, 0],
+           [2, 2, 0, 0],
+           [2, 2, 0, 0],
+           [2, 2, 0, 0]], dtype=uint8)
+    """
+    index, value = _check_index(labels, plane, index), _check_paint(labels, value)
+    image = np.asarray(image)
+    if image.shape != labels.shape:
+        raise ValueError(f"image of shape {image.shape} does not match the labels {labels.shape}")
+    lo, hi = float(low), float(high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"intensity range {low!r}..{high!r} is not finite")
+    lo, hi = min(lo, hi), max(lo, hi)
+    grey = slice_view(image, plane, index)
+    if not (0 <= row < grey.shape[0] and 0 <= col < grey.shape[1]):
+        raise ValueError(f"pixel ({row}, {col}) is outside the {plane} slice {grey.shape}")
+    seed = float(grey[row, col])
+    if not lo <= seed <= hi:
+        raise SegLoopError(
+            f"The clicked pixel's intensity {seed:.4g} is outside {lo:.4g}..{hi:.4g}: "
+            "widen the range or click inside the structure."
+        )
+    inside = (grey >= lo) & (grey <= hi)
+    comp, _ = ndimage.label(inside, structure=STRUCTURE_2D[4])
+    mask = comp == comp[row, col]
+    description = f"Intensity fill {_label_name(value)} ({lo:g}..{hi:g}) on {plane} {index}"
+    return _paint_2d(labels, plane, index, mask, value, only_label, overwrite, description)
+
+
 # --------------------------------------------------------------------------- components, holes, islands
 
 
