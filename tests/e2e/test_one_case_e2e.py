@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from e2e.page_helpers import no_exception, wait_idle
 from segloop.config import WEIGHTS_DIR
 
 pytestmark = pytest.mark.e2e
@@ -43,17 +44,6 @@ TABLE_ROWS = """(column) => {
 }"""
 
 
-def _wait_idle(page) -> None:
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                  || !document.querySelector('[data-testid="stStatusWidget"]').innerText.includes('Running')""",
-        timeout=120_000,
-    )
-
-
-def _no_exception(page) -> None:
-    exc = page.locator('[data-testid="stException"]')
-    assert exc.count() == 0, exc.first.inner_text()
 
 
 def _decode_png(data_uri: str) -> np.ndarray:
@@ -66,8 +56,8 @@ def _go(page, title: str, heading: str) -> None:
     """Click a page in the sidebar navigation and wait for it."""
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
     page.get_by_role("heading", name=heading).first.wait_for(timeout=120_000)
-    _wait_idle(page)
-    _no_exception(page)
+    wait_idle(page)
+    no_exception(page)
 
 
 def _pick_case(page, name: str) -> None:
@@ -75,7 +65,7 @@ def _pick_case(page, name: str) -> None:
     box.click()
     box.fill(name)
     page.get_by_role("option", name=name, exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def _scan_box(page) -> str:
@@ -106,8 +96,8 @@ def test_one_case_across_pages_and_views_come_back(page, app_url: str, artifacts
     case = "hippocampus_008"
     page.goto(f"{app_url}/", wait_until="domcontentloaded")
     _axial_pixels(page)
-    _wait_idle(page)
-    _no_exception(page)
+    wait_idle(page)
+    no_exception(page)
     _pick_case(page, case)
     page.wait_for_url(re.compile(f"case={case}"), timeout=60_000)
     page.get_by_text(re.compile(f"^{case} · shape")).wait_for(timeout=60_000)
@@ -120,7 +110,7 @@ def test_one_case_across_pages_and_views_come_back(page, app_url: str, artifacts
     page.wait_for_function(f"() => ({SLIDER_VALUE})(document.querySelector('{SLIDER.format(key='slice_axial')}')) === {left_at}")
     # the slider sends its last value a moment later: the URL shows when the server has it
     page.wait_for_url(re.compile(rf"slice={left_at}(&|$)"), timeout=60_000)
-    _wait_idle(page)
+    wait_idle(page)
     width = float(page.locator(".st-key-window_width input").input_value())
     center = float(page.locator(".st-key-window_center input").input_value())
     assert width > 1
@@ -157,13 +147,13 @@ def test_volume_table_follows_a_box_edit(page, app_url: str, artifacts_dir: Path
     page.goto(f"{app_url}/segment?case={case}", wait_until="domcontentloaded")
     run = page.locator(".st-key-seg_run button")
     run.wait_for(state="visible", timeout=180_000)
-    _wait_idle(page)
+    wait_idle(page)
     run.click()
     page.get_by_text("Execution provider").wait_for(timeout=180_000)
-    _wait_idle(page)
+    wait_idle(page)
     before = _table(page, "Current (mL)")
     page.locator(".st-key-seg_label").get_by_text("posterior", exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
 
     drag = page.locator('[class*="st-key-seg_chart_axial_"] [data-testid="stPlotlyChart"] .nsewdrag').first
     drag.scroll_into_view_if_needed()
@@ -176,8 +166,8 @@ def test_volume_table_follows_a_box_edit(page, app_url: str, artifacts_dir: Path
     page.mouse.up()
     msg = page.get_by_text(re.compile(r"Box fill \w+( 2)? on axial \d+: \d+ voxels changed"))
     msg.wait_for(timeout=60_000)
-    _wait_idle(page)
-    _no_exception(page)
+    wait_idle(page)
+    no_exception(page)
     changed = int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1))
     after = _table(page, "Current (mL)")
     # hippocampus crops have 1 mm voxels: every changed voxel is 0.001 mL more posterior
@@ -198,11 +188,11 @@ def test_upload_names_the_scan_in_the_address_bar(page, browser, app_url: str, m
 
     page.goto(f"{app_url}/?case=hippocampus_001", wait_until="domcontentloaded")
     _axial_pixels(page)
-    _wait_idle(page)
+    wait_idle(page)
     page.locator(".st-key-scan_upload input[type=file]").set_input_files(str(path))
     page.wait_for_url(re.compile(r"case=e2e_upload(&|$)"), timeout=120_000)
-    _wait_idle(page)
-    _no_exception(page)
+    wait_idle(page)
+    no_exception(page)
     assert _scan_box(page) == "e2e_upload (uploaded)"
     page.get_by_text(re.compile(r"^e2e_upload · shape")).wait_for(timeout=60_000)
     page.screenshot(path=str(artifacts_dir / "one-case-upload.png"), full_page=True)
@@ -212,8 +202,8 @@ def test_upload_names_the_scan_in_the_address_bar(page, browser, app_url: str, m
     try:
         other.goto(page.url, wait_until="domcontentloaded")
         pixels = _axial_pixels(other)
-        _wait_idle(other)
-        _no_exception(other)
+        wait_idle(other)
+        no_exception(other)
         assert other.get_by_text(re.compile(r"^e2e_upload · shape")).count() == 1
         assert pixels.std() > 5
         assert other.locator('[data-testid="stAlert"]').filter(has_text="no case named").count() == 0

@@ -10,24 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from e2e.page_helpers import wait_idle
 from segloop.config import WEIGHTS_DIR
 
 pytestmark = pytest.mark.e2e
 
-
-def _wait_idle(page) -> None:
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                  || !document.querySelector('[data-testid="stStatusWidget"]').innerText.includes('Running')""",
-        timeout=60_000,
-    )
 
 
 def _set_number(page, key: str, value: int) -> None:
     box = page.locator(f".st-key-{key} input")
     box.fill(str(value))
     box.press("Enter")
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def test_start_a_run_from_the_browser_and_see_progress(page, app_url: str, artifacts_dir: Path) -> None:
@@ -36,11 +30,11 @@ def test_start_a_run_from_the_browser_and_see_progress(page, app_url: str, artif
     page.goto(f"{app_url}/retrain", wait_until="domcontentloaded")
     # the shipped model is v1 and active; its card's 44 validation cases are the fixed validation set
     page.get_by_text("Fixed validation set: 44 cases").wait_for(timeout=120_000)
-    _wait_idle(page)
+    wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
 
     page.locator(".st-key-use_original label").click()  # no corrections yet: train on 2 original cases
-    _wait_idle(page)
+    wait_idle(page)
     _set_number(page, "n_original", 2)
     _set_number(page, "epochs", 30)  # long enough to still be running when the second start is tried
     page.get_by_text("More settings").click()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from e2e.page_helpers import no_exception, wait_idle
 from segloop.config import WEIGHTS_DIR
 from segloop.display import planes
 from segloop.io.readers import load_label, load_scan
@@ -29,17 +30,6 @@ ANY_DRAG = '[class*="st-key-seg_chart_axial_"] [data-testid="stPlotlyChart"] .ns
 SAVED: dict[str, Path] = {}
 
 
-def _wait_idle(page) -> None:
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                  || !document.querySelector('[data-testid="stStatusWidget"]').innerText.includes('Running')""",
-        timeout=120_000,
-    )
-
-
-def _no_exception(page) -> None:
-    exc = page.locator('[data-testid="stException"]')
-    assert exc.count() == 0, exc.first.inner_text()
 
 
 def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_dir: Path) -> None:
@@ -48,16 +38,16 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
     page.goto(f"{app_url}/segment?case={CASE}", wait_until="domcontentloaded")
     run = page.locator(".st-key-seg_run button")
     run.wait_for(state="visible", timeout=180_000)
-    _wait_idle(page)
+    wait_idle(page)
     run.click()
     page.get_by_text("Execution provider").wait_for(timeout=180_000)
     page.locator(DRAG).wait_for(state="attached", timeout=60_000)
-    _wait_idle(page)
-    _no_exception(page)
+    wait_idle(page)
+    no_exception(page)
 
     page.locator(".st-key-seg_tool").get_by_text("Box", exact=True).click()
     page.locator(".st-key-seg_label").get_by_text("posterior", exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
 
     page.locator(DRAG).scroll_into_view_if_needed()
     page.wait_for_timeout(300)
@@ -78,18 +68,18 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
 
     applied = page.get_by_text(re.compile("Last box applied"))
     applied.wait_for(timeout=60_000)
-    _wait_idle(page)
-    _no_exception(page)
+    wait_idle(page)
+    no_exception(page)
     text = applied.inner_text()
     assert f"rows {exp_rows[0]}–{exp_rows[1]}, columns {exp_cols[0]}–{exp_cols[1]}" in text, text
     assert f"axial {INDEX}" in text, text
 
     page.locator(".st-key-seg_author input").fill("E2E tester")
     page.locator(".st-key-seg_author input").press("Enter")
-    _wait_idle(page)
+    wait_idle(page)
     page.locator(".st-key-seg_save button").click()
     page.get_by_text("Saved as version 2").wait_for(timeout=60_000)
-    _wait_idle(page)
+    wait_idle(page)
     page.screenshot(path=str(artifacts_dir / "segment-saved.png"), full_page=True)
     page.locator('.st-key-seg_slice_axial').scroll_into_view_if_needed()
     page.wait_for_timeout(500)
@@ -116,7 +106,7 @@ def test_brush_stroke_paints_the_slice(page, app_url: str, artifacts_dir: Path) 
         pytest.skip("the shipped model is missing")
     page.goto(f"{app_url}/segment?case=hippocampus_002", wait_until="domcontentloaded")
     page.locator(".st-key-seg_tool").get_by_text("Brush", exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
     canvas = page.locator('[class*="st-key-seg_canvas_axial"] canvas').last
     canvas.wait_for(state="attached", timeout=60_000)
     canvas.scroll_into_view_if_needed()
@@ -129,8 +119,8 @@ def test_brush_stroke_paints_the_slice(page, app_url: str, artifacts_dir: Path) 
     page.mouse.up()
     msg = page.get_by_text(re.compile(r"Brush fill (anterior|posterior) on axial \d+: \d+ voxels changed"))
     msg.wait_for(timeout=60_000)
-    _wait_idle(page)
-    _no_exception(page)
+    wait_idle(page)
+    no_exception(page)
     page.screenshot(path=str(artifacts_dir / "segment-brush.png"), full_page=True)
     assert int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1)) > 5
 
@@ -141,7 +131,7 @@ def test_click_deletes_a_component(page, app_url: str, msd_dir: Path) -> None:
         pytest.skip("the shipped model is missing")
     page.goto(f"{app_url}/segment?case=hippocampus_001", wait_until="domcontentloaded")
     page.locator(".st-key-seg_tool").get_by_text("Delete component", exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
     drag = page.locator(ANY_DRAG).first
     drag.wait_for(state="attached", timeout=60_000)
     drag.scroll_into_view_if_needed()
@@ -155,7 +145,7 @@ def test_click_deletes_a_component(page, app_url: str, msd_dir: Path) -> None:
     r, c = np.argwhere(sl > 0)[len(np.argwhere(sl > 0)) // 2]
     msg = page.get_by_text(re.compile(r"Delete component of (anterior|posterior) in 3D: \d+ voxels changed"))
     for attempt in range(3):  # the chart may still be re-rendering after the tool change: click again
-        _wait_idle(page)
+        wait_idle(page)
         box = page.locator(ANY_DRAG).first.bounding_box()
         page.mouse.click(box["x"] + (c + 0.5) * box["width"] / cols, box["y"] + (r + 0.5) * box["height"] / rows)
         try:
@@ -164,7 +154,7 @@ def test_click_deletes_a_component(page, app_url: str, msd_dir: Path) -> None:
         except Exception:  # noqa: BLE001 - retried; the last attempt's failure is reported below
             if attempt == 2:
                 raise
-    _no_exception(page)
+    no_exception(page)
     assert int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1)) > 100
 
 
@@ -174,7 +164,7 @@ def test_download_of_the_newest_version_matches_the_saved_file(page, app_url: st
     page.goto(f"{app_url}/segment?case={CASE}", wait_until="domcontentloaded")
     button = page.locator(".st-key-seg_download_version button")
     button.wait_for(timeout=120_000)
-    _wait_idle(page)
+    wait_idle(page)
     if "path" not in SAVED:
         pytest.skip("run together with test_segment_draw_box_and_save (it saves version 2)")
     picked = page.locator(".st-key-seg_version_pick").evaluate(

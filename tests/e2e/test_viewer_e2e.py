@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from e2e.page_helpers import wait_idle
+
 pytestmark = pytest.mark.e2e
 
 CASE = "hippocampus_001"
@@ -37,21 +39,12 @@ def _decode_png(data_uri: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))).convert("L"))
 
 
-def _wait_idle(page) -> None:
-    """Wait until Streamlit has finished the current script run (no 'Running...' status widget)."""
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                  || !document.querySelector('[data-testid="stStatusWidget"]').innerText.includes('Running')""",
-        timeout=60_000,
-    )
-
-
 def test_viewer_shows_scan_and_axial_slider_changes_slice(page, app_url: str, artifacts_dir: Path) -> None:
     page.goto(f"{app_url}/?case={CASE}", wait_until="domcontentloaded")
 
     # The slice images are rendered by Plotly as SVG <image> elements with a PNG data URI.
     page.locator(f"{CHART} .js-plotly-plot image").first.wait_for(state="attached", timeout=120_000)
-    _wait_idle(page)
+    wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
         '[data-testid="stException"]').first.inner_text()
     assert CASE in page.locator("body").inner_text(), f"the page does not name the case {CASE}"
@@ -81,7 +74,7 @@ def test_viewer_shows_scan_and_axial_slider_changes_slice(page, app_url: str, ar
     # The rerun redraws the axial image with the new slice.
     page.wait_for_function(f"(before) => ({FIRST_IMAGE_HREF})() && ({FIRST_IMAGE_HREF})() !== before",
                            arg=before, timeout=60_000)
-    _wait_idle(page)
+    wait_idle(page)
     after = page.evaluate(FIRST_IMAGE_HREF)
     after_pixels = _decode_png(after)
     assert after_pixels.shape == pixels.shape, "axial slices of one scan must have one size"

@@ -13,18 +13,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from e2e.page_helpers import wait_idle
 from segloop.config import WEIGHTS_DIR
 from segloop.data.phantom import make_scan, random_scan_to_mni
 
 pytestmark = pytest.mark.e2e
 
-
-def _wait_idle(page) -> None:
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                  || !document.querySelector('[data-testid="stStatusWidget"]').innerText.includes('Running')""",
-        timeout=120_000,
-    )
 
 
 def test_whole_head_scan_both_sides_boxes_and_jump(browser, start_server, artifacts_dir: Path, tmp_path: Path) -> None:
@@ -41,10 +35,10 @@ def test_whole_head_scan_both_sides_boxes_and_jump(browser, start_server, artifa
             page.goto(f"{base}/segment?case=sub-01_T1w", wait_until="domcontentloaded")
             run = page.locator(".st-key-seg_run button")
             run.wait_for(state="visible", timeout=180_000)
-            _wait_idle(page)
+            wait_idle(page)
             run.click()
             page.get_by_text("Path: whole head").wait_for(timeout=180_000)
-            _wait_idle(page)
+            wait_idle(page)
             assert page.locator('[data-testid="stException"]').count() == 0
             body = page.locator('[data-testid="stMain"]').inner_text()
             assert "register to MNI152" in body and "segment left" in body and "eTIV" in body
@@ -53,7 +47,7 @@ def test_whole_head_scan_both_sides_boxes_and_jump(browser, start_server, artifa
             middle = page.locator(axial).first.evaluate("el => el.getAttribute('aria-valuenow') ?? el.value")
             for attempt in range(3):  # a click landing while the page still redraws after the run can be lost
                 page.locator(".st-key-seg_goto_left button").click()
-                _wait_idle(page)
+                wait_idle(page)
                 try:
                     page.wait_for_function(
                         f"""() => {{ const s = document.querySelector('{axial}');
