@@ -681,9 +681,9 @@ def run_job(store: Datastore, run_id: int) -> str:
         model = register_model(store, onnx_path, card_path, ckpt, name=name, parent_id=base.id,
                                activate=False, note=f"fine-tuned by run #{run_id}")
         if model.version != version and model.card_path:  # someone registered a model meanwhile
-            card = json.loads(Path(model.card_path).read_text())
-            card["version"] = model.version
-            atomic_write_json(model.card_path, card)
+            card = load_card(model.card_path)  # cards are read and written by segloop.model.card only
+            card.version = model.version
+            card.save(model.card_path)
         status, result_id = RunState.FINISHED, model.id
         _stage(run_dir, "finished", model_id=model.id, version=model.version)
     except (JobCancelled, KeyboardInterrupt):
