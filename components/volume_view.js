@@ -591,7 +591,8 @@ class VolumeView {
   }
 
   edit(e) {
-    if (this.setTriggerValue) this.setTriggerValue("edit", { ...e, id: `${Date.now()}-${Math.random()}` });
+    // The label is the one the page shows now; the plane and slice are those the edit was drawn on.
+    if (this.setTriggerValue) this.setTriggerValue("edit", { value: this.data.value, ...e, id: `${Date.now()}-${Math.random()}` });
   }
 
   setDragmode(pl) {
