@@ -69,6 +69,7 @@ def history() -> EditHistory:
 WORK_KEY = "seg_work"  # {"marker": (case, id(volume)), "labels": the array being edited}
 STASH_KEY = "seg_stash"  # case -> unsaved work of scans the user switched away from
 STASH_MAX = 3
+GIVEN_KEY = "seg_given"  # {"labels", "base"}: labels another page put on screen, and the version they are
 _STATE_KEYS = (HISTORY_KEY, BASE_KEY, BASE_LABELS_KEY)
 
 
@@ -80,17 +81,29 @@ def _adopt(labels: np.ndarray | None) -> None:
         work["labels"] = labels
 
 
+def _differs(labels: np.ndarray | None, base: np.ndarray | None) -> int:
+    """Voxels of `labels` that differ from `base` (all non-zero voxels without a base)."""
+    if labels is None:
+        return 0
+    if base is None:
+        return int(np.count_nonzero(labels))
+    return int(np.count_nonzero(labels != base))
+
+
 def ensure_state() -> None:
     """Keep the edited labels of the current scan, and switch editor state when the scan changes.
 
     If another page replaced the label array of the same scan (e.g. the Viewer reopened the case),
     the edited array is put back, so unsaved edits survive page switches. Switching to another scan
-    keeps that scan's unsaved work aside (a few scans) and restores it when the user comes back.
+    keeps that scan's unsaved work aside (`STASH_MAX` scans) and restores it when the user comes back;
+    when a scan's unsaved work has to go to make room, a warning names it (once). Labels another page
+    chose for a scan (`take_labels`) descend from the version it said.
     """
     vol = session.current_volume()
     case = session.current_case()
     marker = (case, id(vol))
     work = st.session_state.get(WORK_KEY)
+    given = st.session_state.pop(GIVEN_KEY, None)
     if work is not None and work["marker"] == marker:
         if work["labels"] is not None and session.current_labels() is not work["labels"]:
             session.set_labels(work["labels"])
@@ -98,13 +111,16 @@ def ensure_state() -> None:
     stash = st.session_state.setdefault(STASH_KEY, {})
     if work is not None and work["labels"] is not None and unsaved_voxels(work["labels"]):
         stash[work["marker"][0]] = {"labels": work["labels"], **{k: st.session_state.get(k) for k in _STATE_KEYS}}
-        while len(stash) > STASH_MAX:
-            stash.pop(next(iter(stash)))
+    kept = stash.pop(case, None)  # before making room: the scan being opened never loses its own work
+    while len(stash) > STASH_MAX:
+        dropped = next(iter(stash))
+        stash.pop(dropped)
+        st.warning(f"Your unsaved edits of {dropped} are gone: this session keeps unsaved edits of at most "
+                   f"{STASH_MAX} other cases, and those were the oldest.", icon=":material/warning:")
     st.session_state[APPLIED_KEY] = None
     st.session_state[LAST_BOX_KEY] = None
     st.session_state[SAVED_KEY] = None
     st.session_state[MESSAGE_KEY] = None
-    kept = stash.pop(case, None)
     if kept is not None and tuple(kept["labels"].shape) == vol.shape:
         st.session_state[WORK_KEY] = {"marker": marker, "labels": kept["labels"]}
         session.set_labels(kept["labels"])
@@ -115,8 +131,67 @@ def ensure_state() -> None:
         labels = session.current_labels()
         st.session_state[WORK_KEY] = {"marker": marker, "labels": labels}
         st.session_state[HISTORY_KEY] = EditHistory(HISTORY_BYTES)
-        st.session_state[BASE_KEY] = None
+        from_version = given is not None and labels is not None and given["labels"] is labels
+        st.session_state[BASE_KEY] = given["base"] if from_version else None
         st.session_state[BASE_LABELS_KEY] = None if labels is None else labels.copy()
+
+
+def unsaved_of(case: str | None) -> int:
+    """Voxels of unsaved edits this session holds for `case`: being edited, or kept aside (0 for none)."""
+    work = st.session_state.get(WORK_KEY)
+    if work is not None and work["marker"][0] == case:
+        return _differs(work["labels"], st.session_state.get(BASE_LABELS_KEY))
+    kept = st.session_state.get(STASH_KEY, {}).get(case)
+    return 0 if kept is None else _differs(kept["labels"], kept[BASE_LABELS_KEY])
+
+
+def held_labels(case: str | None) -> tuple[np.ndarray, dict | None] | None:
+    """(labels, base) of `case` when this session holds unsaved edits of it, else None.
+
+    `base` is the saved version they descend from ({"version_id", "version", "model_id", "kind"}) or None.
+    """
+    if not unsaved_of(case):
+        return None
+    work = st.session_state.get(WORK_KEY)
+    if work is not None and work["marker"][0] == case:
+        return work["labels"], st.session_state.get(BASE_KEY)
+    kept = st.session_state[STASH_KEY][case]
+    return kept["labels"], kept[BASE_KEY]
+
+
+def base_of(case: str | None) -> dict | None:
+    """The saved version ({"version_id", "version", "model_id", "kind"}) the editor's labels of `case` descend
+    from, when the editor is working on `case` and its labels are on screen; else None."""
+    work = st.session_state.get(WORK_KEY)
+    if work is None or work["marker"][0] != case or work["labels"] is None:
+        return None
+    if work["labels"] is not session.current_labels():
+        return None
+    return st.session_state.get(BASE_KEY)
+
+
+def take_labels(labels: np.ndarray | None, version=None) -> None:
+    """Show `labels` for the current case on every page, descending from the saved `version` (None: not saved).
+
+    Unsaved edits this session holds for the case are dropped: callers ask the user first (see
+    `unsaved_of`). Work kept for other cases is left alone.
+    """
+    case = session.current_case()
+    st.session_state.get(STASH_KEY, {}).pop(case, None)
+    work = st.session_state.get(WORK_KEY)
+    if work is not None and work["marker"][0] == case and labels is not None:
+        start_from(labels, version)
+    else:
+        session.set_labels(labels)
+    # picked up by ensure_state when the editor next starts on this case
+    st.session_state[GIVEN_KEY] = {"labels": session.current_labels(), "base": _base_record(version)}
+
+
+def stash_room(case: str | None) -> tuple[int, str | None]:
+    """(STASH_MAX, the case whose kept edits switching away from `case` would drop, or None)."""
+    stash = st.session_state.get(STASH_KEY, {})
+    others = [c for c in stash if c != case]
+    return STASH_MAX, (others[0] if unsaved_of(case) and len(others) >= STASH_MAX else None)
 
 
 def restore_view() -> None:
@@ -250,9 +325,14 @@ def _use(labels: np.ndarray) -> None:
 
 def set_base(version, labels: np.ndarray) -> None:
     """The saved version the labels now descend from (parent of the next save)."""
-    st.session_state[BASE_KEY] = None if version is None else {
-        "version_id": version.id, "version": version.version, "model_id": version.model_id, "kind": version.kind}
+    st.session_state[BASE_KEY] = _base_record(version)
     st.session_state[BASE_LABELS_KEY] = labels.copy()
+
+
+def _base_record(version) -> dict | None:
+    """What the editor keeps of the saved version the labels descend from."""
+    return None if version is None else {
+        "version_id": version.id, "version": version.version, "model_id": version.model_id, "kind": version.kind}
 
 
 def start_from(labels: np.ndarray, version) -> None:
@@ -272,12 +352,7 @@ def start_from(labels: np.ndarray, version) -> None:
 def unsaved_voxels(labels: np.ndarray | None = None) -> int:
     """Voxels that differ from the version being edited (or from the labels the scan came with)."""
     labels = session.current_labels() if labels is None else labels
-    base = st.session_state.get(BASE_LABELS_KEY)
-    if labels is None:
-        return 0
-    if base is None:
-        return int(np.count_nonzero(labels))
-    return int(np.count_nonzero(labels != base))
+    return _differs(labels, st.session_state.get(BASE_LABELS_KEY))
 
 
 # --------------------------------------------------------------------------- selections

@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 import streamlit as st
 
-from components import session
+from components import editor, label_source, session
 from segloop import config
 from segloop.errors import SegLoopError
 
@@ -88,6 +88,7 @@ def open_case(case, source: str, announce: bool = True) -> bool:
     if vol.name != case.name:  # a scan kept in the workspace is stored under its content id
         vol = dataclasses.replace(vol, name=case.name)
     session.set_current(vol, labels, case.name, source)
+    label_source.show_default(labels)  # its latest saved labels, or unsaved edits the session holds
     return True
 
 
@@ -196,6 +197,7 @@ def apply_upload(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB) -> bool:
     if vol.name != case:
         vol = dataclasses.replace(vol, name=case)
     session.set_current(vol, None, case, "upload")
+    label_source.show_default(None)  # a scan the workspace knows comes with its saved labels
     return True
 
 
@@ -251,6 +253,7 @@ def scan_picker() -> None:
     with col_pick:
         if options:
             st.selectbox("Scan", options, key=PICK_KEY, help=source, on_change=_on_pick, format_func=label)
+        unsaved_warning(current)
     with col_up:
         st.file_uploader(
             "…or upload a scan (.nii, .nii.gz, .nrrd, .mha, DICOM .zip)",
@@ -261,6 +264,20 @@ def scan_picker() -> None:
     if not names:
         st.info(f"No scans found in the {source}.")
     session.sync_case_param()
+
+
+def unsaved_warning(case: str | None) -> None:
+    """Before the user switches cases: say that unsaved edits of `case` are kept aside, and for how many cases."""
+    unsaved = editor.unsaved_of(case)
+    if not unsaved:
+        return
+    room, drops = editor.stash_room(case)
+    text = (f"{case} has unsaved edits ({unsaved} voxels). Switching to another case keeps them aside for this "
+            f"session only (unsaved edits of up to {room} other cases are kept); save them on the Segment page "
+            f"to keep them.")
+    if drops:
+        text += f" Switching now drops the unsaved edits kept for {drops}."
+    st.warning(text, icon=":material/edit_note:")
 
 
 def describe(volume) -> str:

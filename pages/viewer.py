@@ -7,6 +7,7 @@ import streamlit as st
 
 from components import session
 from components.app_shell import ensure_app_shell, workflow_steps
+from components.label_source import version_picker
 from components.scan_picker import describe, scan_picker
 from components.slice_viewer import overlay_controls, restore_view, slice_panel, window_controls
 from segloop.display import planes
@@ -36,6 +37,7 @@ with st.sidebar:
     st.subheader("Display")
     center, width = window_controls()
     st.subheader("Labels")
+    version_picker()  # which saved version (or the reference labels) is on screen
     style = overlay_controls(labels, names)
     layout = st.radio("Layout", ["Three planes", "One plane"], horizontal=True, key="viewer_layout",
                       persist_state="session")
