@@ -1,4 +1,5 @@
-"""Models: the registry's versions, their lineage and metrics side by side, activation and rollback."""
+"""Models: the registry's versions and their lineage; their metrics side by side on one evaluation at a time
+(the same cases, scored the same way: `segloop.model.evaluations`); activation and rollback."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from components.charts import dice_bars
 from components.scan_picker import keep_case_in_url
 from components.store import fmt_time, get_store, label_names_for
 from segloop.errors import SegLoopError
-from segloop.model.card import Evaluation, load_card, training_data_summary
+from segloop.model.card import load_card, training_data_summary
+from segloop.model.evaluations import group_by_evaluation
 from segloop.store.registry import activate, activation_history, list_models, model_metrics, rollback
 
 
@@ -26,6 +28,14 @@ def _data_used(model) -> str:
         return training_data_summary(load_card(model.card_path)) if model.card_path else ""
     except SegLoopError:
         return ""
+
+
+def _measured_on(metrics) -> str:
+    """What a version's own validation figures were measured on (protocol and number of cases)."""
+    val = metrics.validation
+    if val is None or not val.dice:
+        return ""
+    return f"{val.protocol or 'unnamed evaluation'} · {len(val.cases)} case" + ("" if len(val.cases) == 1 else "s")
 
 
 ensure_app_shell()
@@ -41,31 +51,50 @@ if not models:
 by_id = {m.id: m for m in models}
 active = store.active_model()
 names = label_names_for(active or models[0])
+metrics = {m.version: model_metrics(m) for m in models}  # read each card once
 
-rows = []
-for m in models:
-    val = model_metrics(m).validation
-    dice = val.dice if val else {}
-    row = {"Version": m.version, "Active": "● active" if m.active else "", "Name": m.name,
-           "Parent": f"v{by_id[m.parent_id].version}" if m.parent_id in by_id else "—",
-           "Created": fmt_time(m.created_at), "Data used": _data_used(m)}
-    for name, d in dice.items():
-        row[f"Dice {name}"] = round(d, 3)
-    row["Mean Dice"] = round(val.mean_dice, 3) if val and val.mean_dice is not None else None
-    parent = model_metrics(m).parent_validation
-    row["Parent mean Dice, same cases"] = round(parent.mean_dice, 3) if parent and parent.mean_dice is not None else None
-    row["Validation cases"] = len(val.cases) if val else None
-    row["Measured on"] = val.protocol if val else ""
-    row["Note"] = m.note
-    rows.append(row)
-st.dataframe(pd.DataFrame(rows), hide_index=True, key="models_table", width="stretch")
-st.caption("A fine-tuned version's Dice is measured on its run's fixed validation set, where its parent was "
-           "scored too (see the parent's Dice in its card); the shipped model's on its own validation split.")
+st.dataframe(pd.DataFrame([
+    {"Version": m.version, "Active": "● active" if m.active else "", "Name": m.name,
+     "Parent": f"v{by_id[m.parent_id].version}" if m.parent_id in by_id else "—",
+     "Created": fmt_time(m.created_at), "Data used": _data_used(m),
+     "Validated on": _measured_on(metrics[m.version]), "Note": m.note}
+    for m in models]), hide_index=True, key="models_table", width="stretch")
 
-bars = [{"model": f"v{m.version}" + (" (active)" if m.active else ""),
-         "dice": (model_metrics(m).validation or Evaluation()).dice} for m in models]
-if any(b["dice"] for b in bars):
-    st.plotly_chart(dice_bars(bars, names), key="models_dice_chart", width="stretch")
+# --------------------------------------------------------------------------- fair comparison
+st.subheader("Compare on one evaluation")
+groups = group_by_evaluation(metrics,
+                             {m.version: by_id[m.parent_id].version if m.parent_id in by_id else None for m in models})
+if not groups:
+    st.caption("No version has validation figures yet.")
+else:
+    by_key = {g.key: g for g in groups}
+    # the evaluation shared by the most versions, until the user picks another (then theirs, while it exists)
+    picked = st.session_state.get("models_evaluation")
+    if picked not in by_key or picked == st.session_state.get("_models_evaluation_default"):
+        st.session_state["models_evaluation"] = groups[0].key
+    st.session_state["_models_evaluation_default"] = groups[0].key
+    group = by_key[st.selectbox(
+        "Evaluation", list(by_key), key="models_evaluation",
+        format_func=lambda k: f"{by_key[k].title} — " + ", ".join(f"v{v}" for v in by_key[k].versions),
+        help="Versions are only compared on the same cases, scored the same way: the figures of one "
+             "evaluation are never set beside another's.")]
+    missing = [f"v{m.version}" for m in models if m.version not in group.scores]
+    st.caption(f"Shown: **{group.title}**. "
+               + (f"No figures on this evaluation for {', '.join(missing)}." if missing
+                  else "Every version has figures on this evaluation."))
+    rows = []
+    for v, ev in group.scores.items():
+        row = {"Version": f"v{v}" + (" (active)" if active and active.version == v else "")}
+        row.update({f"Dice {name}": round(d, 3) for name, d in ev.dice.items()})
+        row["Mean Dice"] = round(ev.mean_dice, 3) if ev.mean_dice is not None else None
+        row["Figures from"] = group.sources[v]
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="models_eval_table", width="stretch")
+    bars = [{"model": r["Version"], "dice": ev.dice} for r, ev in zip(rows, group.scores.values())]
+    st.plotly_chart(dice_bars(bars, names, title=f"Dice per label · {group.title}"), key="models_dice_chart",
+                    width="stretch")
+    st.caption("A fine-tuned version is scored on its run's fixed validation set, where its parent is scored "
+               "too; the shipped model on its own validation split, which also chose its training epoch.")
 
 st.subheader("Activate or roll back")
 st.caption(f"Active now: v{active.version} ({active.name})" if active else "No model is active.")
