@@ -202,6 +202,6 @@ def test_switching_cases_warns_and_a_dropped_stash_is_named(env: Path, msd_dir: 
 
     # the three newest are still kept and come back
     at.selectbox(key="case_select").set_value("hippocampus_008").run()
-    assert any("Restored your unsaved edits of hippocampus_008" in i.value for i in at.info)
+    assert at.session_state["seg_message"] == "Restored your unsaved edits of hippocampus_008."
     at.selectbox(key="case_select").set_value("hippocampus_001").run()
-    assert not any("Restored" in i.value for i in at.info)
+    assert not at.session_state["seg_message"]  # its edits were the ones dropped
