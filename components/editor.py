@@ -1,12 +1,11 @@
-"""Correction tools for the current label map: slice charts with box/lasso/click tools, a brush canvas,
+"""Correction tools for the current label map: edits drawn in the volume view (box, lasso, brush, clicks),
 3D/slice buttons, undo/redo, saving versions and the version history.
 
-All panels draw from the one label array in session state (components.session), edited in place,
-so every plane shows an edit at once. Chart selections are applied once, by `process_selections`,
-before the charts and the volume table are drawn: the applied selection's signature is remembered
-and the chart's key changes (which clears the outline on screen). A selection is only applied by the
-tool that made it: changing the tool starts fresh charts (`on_tool_change`), and the brush never
-reads chart selections. Buttons use on_click callbacks, which also run before the page is drawn.
+All tools edit the one label array in session state (components.session), in place, so every
+plane shows an edit at once. Edits drawn in the browser arrive as events from the volume view
+(`components.volume_view`) naming the plane and slice they were drawn on, and are applied by
+`apply_view_edit` in a callback, before the page (and its volume table) is drawn; buttons use
+on_click callbacks too. Each edit is one undoable step.
 
 Messages and the edit history name labels as the page does ("Grow anterior by 1 voxel", not
 "label 1"): `name_labels` rewrites the operations' descriptions with the page's label names.
@@ -23,28 +22,23 @@ import time
 from dataclasses import replace
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from components import session
+from components.volume_view import move_to
 from segloop.display import planes
-from segloop.display.overlays import add_layer, box_outline, outline_trace, uncertainty_layer
-from segloop.display.render import OverlayStyle, compose_rgb, encode_png, figure_xy_to_pixel, slice_figure_dict
-from segloop.display.windowing import apply_window
 from segloop.editing import operations
 from segloop.editing.history import EditHistory, apply_edit, apply_widening
-from segloop.editing.selections import AppliedSelection, apply_selection, selection_signature
-from segloop.editing.tools import CLICK_TOOLS, HELP, OUTLINE_TOOLS, Tool
+from segloop.editing.selections import apply_view_event
+from segloop.editing.tools import HELP, Tool
 from segloop.errors import SegLoopError
 from segloop.io.readers import labels_from_array
-from segloop.wholehead.regions import BOX_EDGES
 
 HISTORY_KEY = "seg_history"
 BASE_KEY = "seg_base"  # {"version_id", "version", "model_id", "kind"} of the saved version being edited
 BASE_LABELS_KEY = "seg_base_labels"
 MARKER_KEY = "seg_marker"
 NONCE_KEY = "seg_nonce"
-APPLIED_KEY = "seg_applied_sig"
 LAST_BOX_KEY = "seg_last_box"
 MESSAGE_KEY = "seg_message"
 SAVED_KEY = "seg_saved"
@@ -53,7 +47,6 @@ NAMES_KEY = "seg_label_names"
 HISTORY_BYTES = 64 * 1024 * 1024
 
 TOOLS = tuple(Tool)
-PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
 
 
 # --------------------------------------------------------------------------- state
@@ -117,7 +110,6 @@ def ensure_state() -> None:
         stash.pop(dropped)
         st.warning(f"Your unsaved edits of {dropped} are gone: this session keeps unsaved edits of at most "
                    f"{STASH_MAX} other cases, and those were the oldest.", icon=":material/warning:")
-    st.session_state[APPLIED_KEY] = None
     st.session_state[LAST_BOX_KEY] = None
     st.session_state[SAVED_KEY] = None
     st.session_state[MESSAGE_KEY] = None
@@ -237,10 +229,8 @@ def _say(text: str) -> None:
 
 
 def on_tool_change() -> None:
-    """Tool radio callback: start fresh charts (a selection made with the old tool is never applied
-    with the new one) and clear the last message, which was about the old tool."""
+    """Tool radio callback: clear the last message, which was about the old tool."""
     st.session_state[NONCE_KEY] = nonce() + 1
-    st.session_state[APPLIED_KEY] = None
     st.session_state[MESSAGE_KEY] = None
 
 
@@ -300,11 +290,6 @@ def nonce() -> int:
     return int(st.session_state.get(NONCE_KEY, 0))
 
 
-def chart_key(plane: str) -> str:
-    """Key of a plane's editing chart; it changes after each applied selection to clear the outline."""
-    return f"seg_chart_{plane}_{nonce()}"
-
-
 def record(edit, message: str | None = None) -> None:
     """Push an applied edit to the history (described with label names) and say what it did."""
     edit = replace(edit, description=name_labels(edit.description))
@@ -345,7 +330,6 @@ def start_from(labels: np.ndarray, version) -> None:
     _adopt(arr)
     history().clear()
     set_base(version, arr)
-    st.session_state[APPLIED_KEY] = None
     st.session_state[SAVED_KEY] = None
 
 
@@ -355,151 +339,68 @@ def unsaved_voxels(labels: np.ndarray | None = None) -> int:
     return _differs(labels, st.session_state.get(BASE_LABELS_KEY))
 
 
-# --------------------------------------------------------------------------- selections
+# --------------------------------------------------------------------------- edits from the volume view
 
 
-def _made_by(tool: str, selection: dict) -> bool:
-    """True when the selection is of the kind the tool makes (outline tools: box/lasso; click tools: points)."""
-    if tool in OUTLINE_TOOLS:
-        return bool(selection.get("box") or selection.get("lasso"))
-    if tool in CLICK_TOOLS:
-        return bool(selection.get("points"))
-    return False  # the brush paints on its own canvas and never reads chart selections
-
-
-def _intensity_fill(labels: np.ndarray, plane: str, index: int, selection: dict, value: int,
-                    low: float, high: float) -> AppliedSelection | None:
-    """Region growing from the clicked pixel within low..high (flood fill's intensity option)."""
+def shown_slice(plane: str) -> int:
+    """The slice of `plane` the user is looking at (as the volume view last reported it)."""
     vol = session.current_volume()
-    points = [p for p in (selection.get("points") or []) if p.get("x") is not None and p.get("y") is not None]
-    if not points:
+    n = planes.n_slices(vol.shape, plane)
+    return int(min(max(int(session.case_view()["slices"].get(plane, n // 2)), 0), n - 1))
+
+
+def _fill_range() -> tuple[float, float] | None:
+    k_on, k_low, k_high = FILL_KEYS
+    if not st.session_state.get(k_on):
         return None
-    row, col = figure_xy_to_pixel(float(points[0]["x"]), float(points[0]["y"]), plane, vol.spacing)
-    rows, cols = planes.slice_shape(labels.shape, plane)
-    if not (0 <= row < rows and 0 <= col < cols):
-        return None
-    out, edit = apply_widening(labels, value, operations.intensity_fill, vol.array, plane, index, row, col, value,
-                               low, high)
-    return AppliedSelection(edit, None, None if out is labels else out)
+    return float(st.session_state[k_low]), float(st.session_state[k_high])
 
 
-def process_selections(tool: str, value: int, intensity_range: tuple[float, float] | None = None) -> None:
-    """Apply new box/lasso/click selections of the editing charts (once each), before the charts and the
-    volume table are drawn. `intensity_range` (low, high): flood fill grows within those intensities.
+def apply_view_edit(event: dict) -> None:
+    """Apply an edit drawn in the volume view (a callback: runs before the page is drawn).
 
-    Selections that the current tool does not make (left over from another tool) are ignored.
+    `segloop.editing.selections.apply_view_event` applies it to the plane and slice the event
+    names; a malformed event is refused with a message and changes nothing.
     """
     vol = session.current_volume()
-    if tool not in OUTLINE_TOOLS and tool not in CLICK_TOOLS:
+    if vol is None:
         return
-    for plane in planes.PLANES:
-        state = st.session_state.get(chart_key(plane))
-        if not state:
-            continue
-        selection = state.get("selection") if hasattr(state, "get") else None
-        if not selection or not _made_by(tool, selection):
-            continue
-        index = int(st.session_state.get(f"seg_slice_{plane}", 0))
-        sig = selection_signature(plane, index, selection)
-        if sig == st.session_state.get(APPLIED_KEY):
-            continue
-        try:
-            if tool == Tool.FLOOD_FILL and intensity_range is not None:
-                applied = _intensity_fill(editable_labels(), plane, index, selection, value, *intensity_range)
-            else:
-                applied = apply_selection(editable_labels(), plane, index, selection, tool, value, vol.spacing)
-        except (ValueError, SegLoopError) as exc:
-            _say(str(exc))
-            applied = None
-        if applied is None:
-            continue
-        if applied.labels is not None:  # widened to hold the label
-            _adopt(applied.labels)
-        st.session_state[APPLIED_KEY] = sig
-        st.session_state[NONCE_KEY] = nonce() + 1
-        if applied.pixel_box is not None:
-            r0, r1, c0, c1 = applied.pixel_box
-            st.session_state[LAST_BOX_KEY] = f"{plane} {index}: rows {r0}–{r1}, columns {c0}–{c1}"
-        record(applied.edit)
+    labels = editable_labels()
+    try:
+        applied = apply_view_event(labels, event, image=vol.array, spacing=vol.spacing, fill_range=_fill_range())
+    except (ValueError, SegLoopError) as exc:
+        _say(f"That edit was not applied: {exc}")
+        return
+    if applied is None:
+        return
+    if applied.labels is not None:  # widened to hold the label
+        _adopt(applied.labels)
+    st.session_state[NONCE_KEY] = nonce() + 1
+    if applied.pixel_box is not None:
+        r0, r1, c0, c1 = applied.pixel_box
+        st.session_state[LAST_BOX_KEY] = f"{event['plane']} {int(event['index'])}: rows {r0}–{r1}, columns {c0}–{c1}"
+    record(applied.edit)
 
 
-# --------------------------------------------------------------------------- drawing
-
-
-def _figure(plane: str, index: int, window: tuple[float, float], style: OverlayStyle, names: dict[int, str],
-            tool: str, levels: np.ndarray | None, height: int, boxes: list | None = None) -> go.Figure:
-    vol = session.current_volume()
-    dragmode = {Tool.BOX: "select", Tool.LASSO: "lasso"}.get(tool, "pan")
-    fig = slice_figure_dict(
-        vol.array, session.current_labels(), plane, index, spacing=vol.spacing, center=window[0], width=window[1],
-        style=style, affine=vol.affine, label_names=names, dragmode=dragmode, selectable=tool in CLICK_TOOLS,
-        height=height, uirevision=f"{session.current_case()}|{tool}",
-    )
-    if levels is not None:
-        add_layer(fig, uncertainty_layer(levels, plane, index, vol.spacing))
-    for side in boxes or []:  # where the whole-head path looked for each hippocampus
-        cut = box_outline(side.corners, BOX_EDGES, plane, index, vol.shape, vol.spacing)
-        if cut is not None:
-            fig["data"].append(outline_trace(*cut, name=f"{side.side} box"))
-    return go.Figure(fig, _validate=False)
+def apply_command(command: dict) -> None:
+    """A keyboard shortcut from the volume view: undo, redo, or switch tool or label (a callback)."""
+    action = command.get("action")
+    if action == "undo":
+        undo()
+    elif action == "redo":
+        redo()
+    elif action == "tool" and command.get("tool") in set(Tool):
+        st.session_state["seg_tool"] = Tool(command["tool"])
+        on_tool_change()
+    elif action == "label":
+        value = int(command.get("value", -1))
+        if value == 0 or value in st.session_state.get(NAMES_KEY, {}):
+            st.session_state["seg_label"] = value
 
 
 def go_to_voxel(voxel) -> None:
-    """Move the three planes' sliders to a voxel (a callback: runs before the sliders are drawn)."""
-    vol = session.current_volume()
-    for plane in planes.PLANES:
-        index, _, _ = planes.voxel_to_display(plane, tuple(int(round(float(v))) for v in voxel), vol.shape)
-        st.session_state[f"seg_slice_{plane}"] = int(min(max(index, 0), planes.n_slices(vol.shape, plane) - 1))
-
-
-def plane_panel(plane: str, window: tuple[float, float], style: OverlayStyle, names: dict[int, str], tool: str,
-                levels: np.ndarray | None, height: int = 380, boxes: list | None = None) -> None:
-    """Slider `seg_slice_<plane>` and the editing chart of one plane, with the whole-head path's box outlines."""
-    vol = session.current_volume()
-    n = planes.n_slices(vol.shape, plane)
-    index = st.slider(f"{plane.capitalize()} slice", 0, n - 1, key=f"seg_slice_{plane}")
-    session.case_view()["slices"][plane] = int(index)  # the Viewer and later visits open here
-    fig = _figure(plane, int(index), window, style, names, tool, levels, height, boxes)
-    if tool == Tool.BRUSH:
-        st.plotly_chart(fig, key=f"seg_view_{plane}", config=PLOT_CONFIG, theme=None)
-        return
-    modes = ("points",) if tool in CLICK_TOOLS else ("box", "lasso")
-    st.plotly_chart(fig, key=chart_key(plane), config=PLOT_CONFIG, theme=None, on_select="rerun",
-                    selection_mode=modes)
-
-
-def brush_canvas(plane: str, window: tuple[float, float], style: OverlayStyle, value: int, size: int,
-                 color: str) -> None:
-    """Freehand brush/eraser on slice `seg_slice_<plane>`: strokes become a mask applied once."""
-    from streamlit_drawable_canvas import st_canvas
-
-    vol = session.current_volume()
-    labels = editable_labels()
-    index = int(st.session_state.get(f"seg_slice_{plane}", 0))
-    grey = apply_window(planes.slice_view(vol.array, plane, index), *window)
-    rgb = compose_rgb(grey, planes.slice_view(labels, plane, index), style)
-    rows, cols = rgb.shape[:2]
-    zoom = max(1, min(16, 480 // max(rows, cols)))
-    big = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
-    result = st_canvas(
-        fill_color="rgba(0,0,0,0)", stroke_width=max(1, int(size * zoom)), stroke_color=color,
-        background_image=encode_png(big), height=rows * zoom, width=cols * zoom, drawing_mode="freedraw",
-        return_image_data=True, key=f"seg_canvas_{plane}_{nonce()}",
-    )
-    rgba = result.image_data
-    if rgba is not None and rgba.ndim == 3 and rgba.shape[-1] == 4 and (rgba[..., 3] > 0).any():
-        mask = operations.mask_from_canvas(rgba, (rows, cols))
-        if mask.any():
-            what = "brush" if value else "eraser"
-            try:
-                labels, edit = apply_widening(labels, value, operations.paint_mask, plane, index, mask, value, what=what)
-            except (ValueError, SegLoopError) as exc:
-                _say(str(exc))
-            else:
-                _use(labels)
-                record(edit)
-            st.session_state[NONCE_KEY] = nonce() + 1
-            st.rerun()
+    """Move the three planes to a voxel (a button callback); the view marks it with the crosshair."""
+    move_to(voxel=voxel)
 
 
 # --------------------------------------------------------------------------- buttons (callbacks)
@@ -553,7 +454,7 @@ def redo() -> None:
 def slice_tools(plane: str, value: int, names: dict[int, str]) -> None:
     """Buttons acting on the chosen label: holes, islands, grow/shrink, copy and interpolate slices."""
     vol = session.current_volume()
-    index = int(st.session_state.get(f"seg_slice_{plane}", 0))
+    index = shown_slice(plane)
     n = planes.n_slices(vol.shape, plane)
     name = names.get(value, "eraser")
     disabled = value == 0

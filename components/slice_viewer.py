@@ -1,15 +1,13 @@
-"""Slice panels for the current scan: window/level and overlay controls, and one fragment per plane.
+"""Display controls for the current scan: window/level and label overlay settings, and the case's view.
 
-Each plane is an `st.fragment`, so moving its slider re-renders only that plane. Widget keys are
-stable (`slice_<plane>`, `chart_<plane>`, `window_preset`, ...) so end-to-end tests can drive them.
-
-What the user looks at is kept per case (`session.case_view`), not in the widgets: Streamlit drops a
-widget's value when its page is left, so `restore_view` puts the case's slices and window back into a
-page's widgets before they are drawn (the Viewer uses keys `slice_<plane>`, `window_*`; the Segment
-page the same with a `seg_` prefix), and the widgets write every change back. Both pages therefore
-open a case where the user left it. A window is never degenerate: `sane_window` falls back to the
-scan's automatic window when a width is not positive, vanishingly small for the scan, or when the
-window misses the scan's intensities altogether.
+The slices themselves are drawn by the volume view (`components.volume_view`), in the browser.
+What the user looks at is kept per case (`session.case_view`), not in widgets: Streamlit drops a
+widget's value when its page is left, so `restore_view` puts the case's window back into a page's
+widgets (keys `window_*` on the Viewer, `seg_window_*` on the Segment page) before they are drawn,
+and a deep link's plane and slice into the case's view. Both pages therefore open a case where the
+user left it. A window is never degenerate: `sane_window` falls back to the scan's automatic window
+when a width is not positive, vanishingly small for the scan, or when the window misses the scan's
+intensities altogether.
 """
 
 from __future__ import annotations
@@ -20,8 +18,9 @@ import numpy as np
 import streamlit as st
 
 from components import session
+from components.volume_view import move_to
 from segloop.display import planes
-from segloop.display.render import OverlayStyle, build_slice_figure, label_color
+from segloop.display.render import OverlayStyle, label_color
 from segloop.display.windowing import AUTO, FULL, PRESETS, preset_window
 
 PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
@@ -94,11 +93,11 @@ def _on_window_edit(prefix: str = "") -> None:
 
 
 def restore_view(prefix: str = "", deep_link_plane: str | None = None, deep_link_slice: int | None = None) -> None:
-    """Before a page draws its slice and window widgets: give them the current case's remembered view.
+    """Before a page draws its window widgets: give them the current case's remembered window.
 
-    The first run of a page for a case (after another page, or another case) takes the view the
-    case was left with (middle slices and the automatic window the first time); later runs of the
-    same page keep what the widgets say. A deep link's plane and slice win over both.
+    The first run of a page for a case (after another page, or another case) takes the window the
+    case was left with (the automatic window the first time); later runs of the same page keep what
+    the widgets say. A deep link's plane and slice move the case's view on the first run.
     """
     vol = session.current_volume()
     if vol is None:
@@ -107,17 +106,9 @@ def restore_view(prefix: str = "", deep_link_plane: str | None = None, deep_link
     fresh = st.session_state.get(_VIEW_OWNER_KEY) != owner
     st.session_state[_VIEW_OWNER_KEY] = owner
     view = session.case_view()
-    for plane in planes.PLANES:
-        n = planes.n_slices(vol.shape, plane)
-        key = f"{prefix}slice_{plane}"
-        index = view["slices"].get(plane, n // 2)
-        if not fresh and key in st.session_state:
-            index = st.session_state[key]
-        if plane == deep_link_plane and deep_link_slice is not None:
-            index = deep_link_slice
-        index = int(np.clip(int(index), 0, n - 1))
-        view["slices"][plane] = index
-        st.session_state[key] = index
+    if deep_link_plane in planes.PLANES and deep_link_slice is not None and fresh:
+        n = planes.n_slices(vol.shape, deep_link_plane)
+        move_to({deep_link_plane: int(np.clip(int(deep_link_slice), 0, n - 1))})
 
     kp, kc, kw = _keys(prefix)
     saved = view.get("window") or {}
@@ -150,11 +141,6 @@ def window_controls(prefix: str = "") -> tuple[float, float]:
     return center, width
 
 
-def remember_slice(plane: str, index: int) -> None:
-    """Write a plane's slice into the current case's view (called where a slice slider is drawn)."""
-    session.case_view()["slices"][plane] = int(index)
-
-
 def overlay_controls(labels: np.ndarray | None, names: dict[int, str]) -> OverlayStyle:
     """Show/opacity/filled-or-contour and per-label colour and visibility; returns the style."""
     visible = st.toggle("Show labels", value=True, key="overlay_show", persist_state="session")
@@ -174,52 +160,3 @@ def overlay_controls(labels: np.ndarray | None, names: dict[int, str]) -> Overla
                            persist_state="session"):
             hidden.add(v)
     return OverlayStyle.make(colors, hidden, opacity, contour=(mode == "Contour"), visible=visible)
-
-
-def _sync_query_params(plane: str) -> None:
-    """Slider callback: keep ?plane=&slice= in the URL pointing at what the user looks at (and the case's
-    view, even when this value arrives with the run that leaves the page)."""
-    index = st.session_state[f"slice_{plane}"]
-    remember_slice(plane, index)
-    qp = st.query_params
-    if qp.get("plane") != plane or qp.get("slice") != str(index):
-        qp["plane"] = plane
-        qp["slice"] = str(index)
-
-
-@st.fragment
-def slice_panel(
-    plane: str,
-    center: float,
-    width: float,
-    style: OverlayStyle,
-    names: dict[int, str],
-    height: int = 420,
-    dragmode: str = "pan",
-) -> None:
-    """Slider `slice_<plane>` and chart `chart_<plane>` for one plane of the current scan."""
-    vol = session.current_volume()
-    if vol is None:
-        return
-    labels = session.current_labels()
-    n = planes.n_slices(vol.shape, plane)
-    index = st.slider(
-        f"{plane.capitalize()} slice", 0, n - 1, key=f"slice_{plane}", on_change=_sync_query_params, args=(plane,)
-    )
-    remember_slice(plane, index)
-    fig = build_slice_figure(
-        vol.array,
-        labels,
-        plane,
-        int(index),
-        spacing=vol.spacing,
-        center=center,
-        width=width,
-        style=style,
-        affine=vol.affine,
-        label_names=names,
-        dragmode=dragmode,
-        height=height,
-        uirevision=f"{session.current_case()}",
-    )
-    st.plotly_chart(fig, key=f"chart_{plane}", config=PLOT_CONFIG, theme=None)

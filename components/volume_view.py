@@ -23,6 +23,7 @@ bumps the view's revision so the browser adopts it; otherwise the browser's own 
 from __future__ import annotations
 
 import functools
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -66,7 +67,7 @@ SHORTCUT_HELP = (
     "F flood fill · D delete component · 1–9 label · 0 eraser."
 )
 
-_PACKED_KEY = "_vv_packed"  # key -> {"image": (marker, PackedVolume), "labels": ..., "extra": ...}
+_PACKED_KEY = "_vv_packed"  # {"image": (marker, PackedVolume), "labels": ..., "extra": ...}
 _FIRST_SENT_KEY = "_vv_first_sent"  # key -> image digest whose first-paint PNGs were sent
 
 
@@ -86,15 +87,24 @@ def _serve(data: bytes, mimetype: str, name: str, coordinates: str) -> str:
     return f"/{base}{url}" if base and url.startswith("/") else url
 
 
-def _packed(key: str, what: str, marker, make: Callable[[], PackedVolume]) -> PackedVolume:
-    """`make()`, reused while `marker` (an identity of the array and its content) is unchanged."""
-    cache = st.session_state.setdefault(_PACKED_KEY, {}).setdefault(key, {})
+def _packed(what: str, marker, make: Callable[[], PackedVolume]) -> PackedVolume:
+    """`make()`, reused while `marker` (an identity of the array and its content) is unchanged.
+
+    One cache per session, shared by the pages: the Viewer and the Segment page send the same bytes.
+    """
+    cache = st.session_state.setdefault(_PACKED_KEY, {})
     hit = cache.get(what)
     if hit is not None and hit[0] == marker:
         return hit[1]
     packed = make()
     cache[what] = (marker, packed)
     return packed
+
+
+def _content_marker(array: np.ndarray) -> tuple:
+    """Cheap change detector for an array edited in place: CRC-32 of its bytes (~5 ms for a whole head)."""
+    a = np.ascontiguousarray(array)
+    return id(array), a.shape, a.dtype.str, zlib.crc32(memoryview(a.reshape(-1)).cast("B"))
 
 
 def _spec(key: str, what: str, packed: PackedVolume) -> dict:
@@ -130,8 +140,10 @@ def _on_view(key: str) -> None:
         return
     mine = session.case_view()
     for plane, index in (view.get("slices") or {}).items():
-        if plane in planes.PLANES:
+        if plane in planes.PLANES and mine["slices"].get(plane) != int(index):
             mine["slices"][plane] = int(index)
+            # the address bar names what the user looks at, so a shared link opens the same slice
+            st.query_params["plane"], st.query_params["slice"] = plane, str(int(index))
     if view.get("crosshair") is not None:
         mine["crosshair"] = [int(c) for c in view["crosshair"]]
 
@@ -188,7 +200,6 @@ def volume_view(
     brush: int = 3,
     levels: np.ndarray | None = None,
     outlines: dict | None = None,
-    labels_marker=None,
     on_edit: Callable[[dict], None] | None = None,
     on_command: Callable[[dict], None] | None = None,
 ) -> None:
@@ -220,9 +231,6 @@ def volume_view(
         Uncertainty heat levels 0..4 (`segloop.display.overlays.uncertainty_levels`).
     outlines : dict, optional
         `box_outlines` output.
-    labels_marker : hashable, optional
-        Changes whenever the labels change (e.g. the edit history's length and the array's id); when
-        None, the labels' content is hashed on every run.
     on_edit, on_command : callable, optional
         Called (before the page is drawn) with an edit or a command from the browser.
     """
@@ -231,12 +239,9 @@ def volume_view(
         return
     labels = session.current_labels()
     case = session.current_case()
-    image = _packed(key, "image", (case, id(vol)), lambda: pack_scan(vol.array))
-    lab = None
-    if labels is not None:
-        marker = (case, id(labels), labels_marker) if labels_marker is not None else None
-        lab = pack_labels(labels) if marker is None else _packed(key, "labels", marker, lambda: pack_labels(labels))
-    extra = None if levels is None else _packed(key, "extra", (case, id(levels)), lambda: pack_labels(levels))
+    image = _packed("image", (case, id(vol)), lambda: pack_scan(vol.array))
+    lab = None if labels is None else _packed("labels", (case, *_content_marker(labels)), lambda: pack_labels(labels))
+    extra = None if levels is None else _packed("extra", (case, id(levels)), lambda: pack_labels(levels))
     view = session.case_view()
     slices = {p: int(np.clip(view["slices"].get(p, planes.n_slices(vol.shape, p) // 2), 0,
                              planes.n_slices(vol.shape, p) - 1)) for p in planes.PLANES}

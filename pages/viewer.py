@@ -9,7 +9,8 @@ from components import session
 from components.app_shell import ensure_app_shell, workflow_steps
 from components.label_source import version_picker
 from components.scan_picker import describe, scan_picker
-from components.slice_viewer import overlay_controls, restore_view, slice_panel, window_controls
+from components.slice_viewer import overlay_controls, restore_view, window_controls
+from components.volume_view import volume_view
 from segloop.display import planes
 from segloop.display.label_volumes import label_volumes_ml
 
@@ -44,12 +45,8 @@ with st.sidebar:
     big_plane = st.selectbox("Plane", planes.PLANES, key="viewer_plane", disabled=layout != "One plane",
                              persist_state="session")
 
-if layout == "One plane":
-    slice_panel(big_plane, center, width, style, names, height=640)
-else:
-    for col, plane in zip(st.columns(3), planes.PLANES):
-        with col:
-            slice_panel(plane, center, width, style, names, height=380)
+volume_view("viewer_view", plane_names=(big_plane,) if layout == "One plane" else planes.PLANES,
+            window=(center, width), style=style, names=names, height=640 if layout == "One plane" else 380)
 
 st.subheader("Label volumes")
 if labels is None:

@@ -18,11 +18,10 @@ if str(ROOT) not in sys.path:  # the pages import `components` from the reposito
     sys.path.insert(0, str(ROOT))
 
 from apptest_tables import table  # noqa: E402
+from apptest_view import view_data  # noqa: E402
 
 from segloop.config import WEIGHTS_DIR  # noqa: E402
-from segloop.display import planes  # noqa: E402
 from segloop.display.label_volumes import label_volumes_ml  # noqa: E402
-from segloop.editing import operations  # noqa: E402
 
 APP = str(ROOT / "app.py")
 SEGMENT = str(ROOT / "pages" / "segment.py")
@@ -180,38 +179,44 @@ def test_bad_upload_names_the_file_never_a_temporary_path(env: Path) -> None:
 # --------------------------------------------------------------------------- 2. views come back as left
 
 
+def _scroll(at: AppTest, **slices: int) -> None:
+    """What the browser reports after the user scrolls the volume view (its debounced "view" state)."""
+    at.session_state["case_views"][at.session_state["current_case"]]["slices"].update(slices)
+
+
 def test_viewer_window_and_slices_come_back_after_other_pages(env: Path) -> None:
     at = _app(case="hippocampus_008")
     auto = (at.session_state["window_center"], at.session_state["window_width"])
     assert auto[1] > 1
-    at.slider(key="slice_axial").set_value(5).run()
-    at.slider(key="slice_coronal").set_value(30).run()
+    _scroll(at, axial=5, coronal=30)
     at.number_input(key="window_width").set_value(auto[1] * 2).run()
     assert not at.exception, at.exception
 
     for page in ("pages/cases.py", "pages/models.py", "pages/viewer.py"):
         _nav(at, page)
-    assert at.slider(key="slice_axial").value == 5
-    assert at.slider(key="slice_coronal").value == 30
+    view = view_data(at, "viewer_view")
+    assert (view["slices"]["axial"], view["slices"]["coronal"]) == (5, 30)
+    assert view["window"][1] == pytest.approx(auto[1] * 2, rel=1e-4)
     assert at.number_input(key="window_width").value == pytest.approx(auto[1] * 2, rel=1e-4)
     assert at.number_input(key="window_center").value == pytest.approx(auto[0], rel=1e-4)
 
     # the Segment page opens where the Viewer was left, and the Viewer where Segment was left
     _nav(at, "pages/segment.py")
-    assert at.slider(key="seg_slice_axial").value == 5
+    assert view_data(at, "seg_view")["slices"]["axial"] == 5
     assert at.number_input(key="seg_window_width").value == pytest.approx(auto[1] * 2, rel=1e-4)
-    at.slider(key="seg_slice_axial").set_value(9).run()
+    _scroll(at, axial=9)
     _nav(at, "pages/cases.py")
     _nav(at, "pages/segment.py")
-    assert at.slider(key="seg_slice_axial").value == 9  # not 0
+    assert view_data(at, "seg_view")["slices"]["axial"] == 9  # not 0
     _nav(at, "pages/viewer.py")
-    assert at.slider(key="slice_axial").value == 9
+    assert view_data(at, "viewer_view")["slices"]["axial"] == 9
 
     # per case: another case opens on its own view, and going back restores this one
     at.selectbox(key="case_select").set_value("hippocampus_001").run()
-    assert at.slider(key="slice_axial").value == 35 // 2
+    assert view_data(at, "viewer_view")["slices"]["axial"] == 35 // 2
     at.selectbox(key="case_select").set_value("hippocampus_008").run()
-    assert at.slider(key="slice_axial").value == 9 and at.slider(key="slice_coronal").value == 30
+    view = view_data(at, "viewer_view")
+    assert (view["slices"]["axial"], view["slices"]["coronal"]) == (9, 30)
 
 
 def test_a_degenerate_window_falls_back_to_the_automatic_one(env: Path) -> None:
@@ -244,13 +249,6 @@ def _segmented(case: str = "hippocampus_001") -> AppTest:
     return at
 
 
-def _select(at: AppTest, plane: str, selection: dict) -> None:
-    """What the browser sends when the user selects on a plane's editing chart."""
-    nonce = at.session_state["seg_nonce"] if "seg_nonce" in at.session_state else 0  # noqa: SIM401 - no .get
-    at.session_state[f"seg_chart_{plane}_{nonce}"] = {
-        "selection": {"box": [], "lasso": [], "points": [], "point_indices": [], **selection}}
-
-
 def _current_ml(at: AppTest) -> dict[str, float]:
     t = table(at, "Current (mL)")
     return dict(zip(t["Name"], t["Current (mL)"]))
@@ -266,89 +264,41 @@ def _expected_ml(at: AppTest) -> dict[str, float]:
 def test_volume_table_shows_the_labels_after_each_edit(model_env: Path) -> None:
     at = _segmented()
     before = _current_ml(at)
-    at.slider(key="seg_slice_axial").set_value(17).run()
     at.radio(key="seg_label").set_value(2).run()
-    _select(at, "axial", {"box": [{"xref": "x", "yref": "y", "x": [10.3, 20.6], "y": [12.9, 5.2]}]})
-    at.run()
+    at.button(key="seg_grow").click().run()
     assert not at.exception, at.exception
     after = _current_ml(at)
-    assert after == _expected_ml(at)  # the table of the run that applied the box
+    assert after == _expected_ml(at)  # the table of the run that applied the edit
     assert after["posterior"] > before["posterior"]
-    assert any("Box fill posterior on axial 17" in i.value for i in at.info)  # names, not "label 2"
+    assert any("Grow posterior" in m.value for m in [*at.caption, *at.markdown])  # names, not "label 2"
 
-    # delete component: the table drops the erased piece in the same run
-    labels = at.session_state["current_labels"]
-    vox = tuple(int(v) for v in np.argwhere(labels == 1)[0])
-    index, row, col = planes.voxel_to_display("axial", vox, labels.shape)
-    at.slider(key="seg_slice_axial").set_value(index).run()
-    at.radio(key="seg_tool").set_value("delete component").run()
-    _select(at, "axial", {"points": [{"x": float(col), "y": float(row)}]})
-    at.run()
-    assert not at.exception, at.exception
-    assert _current_ml(at) == _expected_ml(at)
-    assert _current_ml(at)["anterior"] < after["anterior"]
-    assert any("Delete component of anterior" in i.value for i in at.info)
+    at.button(key="seg_undo").click().run()
+    assert _current_ml(at) == _expected_ml(at) == before
+    view = view_data(at, "seg_view")  # and the view shows the labels the table counts
+    from segloop.display.volume_payload import pack_labels
+
+    assert view["labels"]["digest"] == pack_labels(at.session_state["current_labels"]).digest
 
 
-def test_selection_left_over_from_another_tool_is_ignored(model_env: Path) -> None:
+def test_changing_tools_clears_the_message_about_the_old_tool(model_env: Path) -> None:
     at = _segmented()
-    at.radio(key="seg_tool").set_value("lasso").run()
-    start = at.session_state["current_labels"].copy()
-    _select(at, "axial", {"points": [{"x": 10.0, "y": 10.0}]})  # a click while the lasso is on: not a lasso
-    at.run()
-    assert np.array_equal(at.session_state["current_labels"], start)
+    at.radio(key="seg_label").set_value(1).run()
+    at.button(key="seg_grow").click().run()
+    assert any("Grow anterior" in c.value for c in [*at.caption, *at.info, *at.markdown])
     at.radio(key="seg_tool").set_value("brush").run()
     assert not at.exception, at.exception
-    assert not any("unknown selection tool" in i.value for i in at.info)
-    assert np.array_equal(at.session_state["current_labels"], start)
-
-    # a message about the old tool goes when the tool changes
-    at.radio(key="seg_tool").set_value("box").run()
-    _select(at, "axial", {"box": [{"xref": "x", "yref": "y", "x": [1.0, 3.0], "y": [1.0, 3.0]}]})
-    at.run()
-    assert any("Box fill" in i.value for i in at.info)
-    at.radio(key="seg_tool").set_value("flood fill").run()
-    assert not any("Box fill" in i.value for i in at.info)
-    # ...and the old box is not applied again by the flood fill
-    assert at.button(key="seg_undo").disabled is False
-    labels = at.session_state["current_labels"].copy()
-    at.run()
-    assert np.array_equal(at.session_state["current_labels"], labels)
+    assert not any("Grow anterior by" in c.value for c in at.caption)
+    assert view_data(at, "seg_view")["tool"] == "brush"
 
 
-def test_flood_fill_says_what_it_fills_and_grows_by_intensity(model_env: Path) -> None:
+def test_flood_fill_says_what_it_fills_and_offers_region_growing(model_env: Path) -> None:
     at = _segmented()
     at.radio(key="seg_tool").set_value("flood fill").run()
     help_text = " ".join(c.value for c in at.caption)
     assert "connected pixels of the same label on that slice" in help_text
-
-    plane, index = "axial", 17
-    at.slider(key=f"seg_slice_{plane}").set_value(index).run()
-    vol = at.session_state["current_volume"]
-    grey = planes.slice_view(vol.array, plane, index)
-    row, col = np.unravel_index(int(np.argmax(grey)), grey.shape)  # the brightest pixel of the slice
-    seed = float(grey[row, col])
-    low, high = seed * 0.6, seed * 1.01
     at.toggle(key="seg_fill_by_intensity").set_value(True).run()
-    at.number_input(key="seg_fill_low").set_value(low).run()
-    at.number_input(key="seg_fill_high").set_value(high).run()
     assert "region growing" in " ".join(c.value for c in at.caption)
-    at.radio(key="seg_label").set_value(2).run()
-    expected = at.session_state["current_labels"].copy()
-    operations.intensity_fill(expected, vol.array, plane, index, int(row), int(col), 2, low, high)
-    _select(at, plane, {"points": [{"x": float(col), "y": float(row)}]})  # 1 mm pixels: figure mm = pixels
-    at.run()
-    assert not at.exception, at.exception
-    assert np.array_equal(at.session_state["current_labels"], expected)
-    assert any("Intensity fill posterior" in i.value for i in at.info)
-    assert _current_ml(at) == _expected_ml(at)
-
-    # a click outside the range says so and changes nothing
-    r2, c2 = np.unravel_index(int(np.argmin(grey)), grey.shape)
-    _select(at, plane, {"points": [{"x": float(c2), "y": float(r2)}]})
-    at.run()
-    assert np.array_equal(at.session_state["current_labels"], expected)
-    assert any("is outside" in i.value for i in at.info)
+    # what the fill does with a click is checked on arrays (tests/test_volume_view.py) and in a browser (e2e)
 
 
 # --------------------------------------------------------------------------- 7. start page

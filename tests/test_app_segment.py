@@ -14,9 +14,11 @@ if str(ROOT) not in sys.path:  # the pages import `components` from the reposito
     sys.path.insert(0, str(ROOT))
 
 from apptest_tables import table  # noqa: E402
+from apptest_view import view_data  # noqa: E402
 
 from segloop.config import WEIGHTS_DIR  # noqa: E402
 from segloop.display import planes  # noqa: E402
+from segloop.editing import operations  # noqa: E402
 
 SEGMENT = str(ROOT / "pages" / "segment.py")
 CASE = "hippocampus_001"
@@ -42,11 +44,14 @@ def _segmented() -> AppTest:
     return at
 
 
-def _box(at: AppTest, plane: str, x: tuple[float, float], y: tuple[float, float]) -> None:
-    """What the browser sends when a box is dragged on a plane's editing chart (figure coordinates, mm)."""
-    key = f"seg_chart_{plane}_{at.session_state['seg_nonce'] if 'seg_nonce' in at.session_state else 0}"
-    at.session_state[key] = {"selection": {"box": [{"xref": "x", "yref": "y", "x": list(x), "y": list(y)}],
-                                           "lasso": [], "points": [], "point_indices": []}}
+def _grow(at: AppTest, value: int) -> np.ndarray:
+    """Grow label `value` by one voxel with the page's button; returns the labels expected after it."""
+    expected = at.session_state["current_labels"].copy()
+    operations.grow(expected, value, 1)
+    at.radio(key="seg_label").set_value(value).run()
+    at.button(key="seg_grow").click().run()
+    assert not at.exception, at.exception
+    return expected
 
 
 def test_run_segmentation_shows_provider_volumes_and_records_version(env: Path) -> None:
@@ -78,35 +83,26 @@ def test_run_segmentation_shows_provider_volumes_and_records_version(env: Path) 
 
     # reruns (other widgets) never run the model again
     seconds = cached.seconds
-    at.slider(key="seg_slice_axial").set_value(5).run()
-    assert not any('"uncertainty"' in c.proto.spec for c in at.get("plotly_chart"))
+    at.run()
+    assert view_data(at, "seg_view")["extra"] is None
     at.toggle(key="seg_show_unc").set_value(True).run()
     assert not at.exception
-    charts = at.get("plotly_chart")
-    assert len(charts) == 3 and all('"name":"uncertainty"' in c.proto.spec.replace(" ", "") for c in charts)
+    extra = view_data(at, "seg_view")["extra"]  # the uncertainty levels volume, with its heat palette
+    assert extra["shape"] == list(labels.shape) and len(extra["palette"]) == 4
     assert at.session_state["seg_predict_calls"] == 1
     assert next(iter(at.session_state["seg_predictions"].values())).seconds == seconds
     assert "seg_run" not in [b.key for b in at.button]
 
 
-def test_box_edit_undo_redo_and_save(env: Path) -> None:
+def test_edit_undo_redo_and_save(env: Path) -> None:
     at = _segmented()
     before = at.session_state["current_labels"].copy()
-    plane, index = "axial", 17
-    at.slider(key=f"seg_slice_{plane}").set_value(index).run()
-    at.radio(key="seg_label").set_value(2).run()  # posterior
-    # a box from x 10.3..20.6 mm, y 5.2..12.9 mm on a 1 mm grid covers pixel cols 11..20, rows 6..12
-    _box(at, plane, (10.3, 20.6), (12.9, 5.2))
-    at.run()
-    assert not at.exception, at.exception
+    expected = _grow(at, 2)  # posterior
     labels = at.session_state["current_labels"]
-    expected = before.copy()
-    planes.slice_view(expected, plane, index)[6:13, 11:21] = 2
     assert np.array_equal(labels, expected)
     assert not np.array_equal(labels, before)
-    assert any("rows 6–12, columns 11–20" in c.value for c in at.caption)
 
-    # the same selection reported again on a rerun is not applied twice (the chart key moved on)
+    # a rerun applies nothing again
     at.run()
     assert np.array_equal(at.session_state["current_labels"], expected)
 
@@ -148,9 +144,7 @@ def test_box_edit_undo_redo_and_save(env: Path) -> None:
 
 def test_reopening_the_case_lists_saved_versions(env: Path) -> None:
     at = _segmented()
-    at.radio(key="seg_label").set_value(0).run()  # eraser
-    _box(at, "coronal", (0, 100), (0, 100))
-    at.run()
+    _grow(at, 1)
     erased = at.session_state["current_labels"].copy()
     at.button(key="seg_save").click().run()
 
@@ -164,47 +158,29 @@ def test_reopening_the_case_lists_saved_versions(env: Path) -> None:
     assert np.array_equal(fresh.session_state["current_labels"], erased)
 
 
-def test_click_tools_buttons_and_brush_panel(env: Path) -> None:
+def test_buttons_undo_and_tools_reach_the_view(env: Path) -> None:
     at = _segmented()
     start = at.session_state["current_labels"].copy()
-
-    # delete component: a click on a posterior voxel erases its whole 3D piece
-    vox = tuple(int(v) for v in np.argwhere(start == 2)[0])
-    index, row, col = planes.voxel_to_display("axial", vox, start.shape)
-    at.slider(key="seg_slice_axial").set_value(index).run()
-    at.radio(key="seg_tool").set_value("delete component").run()
-    at.session_state[f"seg_chart_axial_{at.session_state['seg_nonce'] if 'seg_nonce' in at.session_state else 0}"] = {
-        "selection": {"points": [{"x": float(col), "y": float(row), "curve_number": 2}], "box": [], "lasso": []}}
-    at.run()
-    assert not at.exception, at.exception
-    from scipy import ndimage
-
-    comp, _ = ndimage.label(start == 2, structure=np.ones((3, 3, 3)))
-    expected = start.copy()
-    expected[comp == comp[vox]] = 0
-    assert np.array_equal(at.session_state["current_labels"], expected)
-
-    # grow anterior by one voxel, then undo both edits
-    at.radio(key="seg_label").set_value(1).run()
-    at.button(key="seg_grow").click().run()
-    grown = at.session_state["current_labels"]
-    assert (grown == 1).sum() > (expected == 1).sum() and ((grown != expected) <= (expected == 0)).all()
+    grown = _grow(at, 1)
+    assert (grown == 1).sum() > (start == 1).sum()
     assert any("Grow anterior by 1 voxel" in m.value for m in at.markdown)  # label names, as the page shows them
-    assert not any("label 1" in m.value for m in [*at.markdown, *at.info])
-    at.button(key="seg_undo").click().run()
+    assert not any("label 1" in m.value for m in [*at.markdown, *at.caption])
     at.button(key="seg_undo").click().run()
     assert np.array_equal(at.session_state["current_labels"], start)
 
-    # the brush tool shows its canvas without errors
+    # the view gets the tool, label and brush the sidebar shows, and the keyboard shortcuts
     at.radio(key="seg_tool").set_value("brush").run()
+    at.radio(key="seg_label").set_value(2).run()
+    at.slider(key="seg_brush").set_value(5).run()
     assert not at.exception, at.exception
+    view = view_data(at, "seg_view")
+    assert (view["tool"], view["value"], view["brush"], view["editable"]) == ("brush", 2, 5, True)
+    assert view["shortcuts"]["p"] == {"action": "tool", "tool": "brush"}
 
 
 def test_unsaved_edits_survive_switching_scans_and_the_viewer_reopening_the_case(env: Path) -> None:
     at = _segmented()
-    at.radio(key="seg_label").set_value(0).run()
-    _box(at, "sagittal", (0, 100), (0, 100))  # erase a whole sagittal slice
-    at.run()
+    _grow(at, 2)
     edited = at.session_state["current_labels"].copy()
     assert any("Unsaved changes" in w.value for w in at.warning)
 
@@ -213,7 +189,7 @@ def test_unsaved_edits_survive_switching_scans_and_the_viewer_reopening_the_case
     assert at.session_state["current_case"] == "hippocampus_003"
     at.selectbox(key="case_select").set_value(CASE).run()
     assert np.array_equal(at.session_state["current_labels"], edited)
-    assert any("Restored your unsaved edits" in i.value for i in at.info)
+    assert any("Restored your unsaved edits" in c.value for c in at.caption)  # the line above the views
     assert at.button(key="seg_undo").disabled is False
 
     # another page replacing the label array of the same scan (the Viewer reopening it) keeps the edits
@@ -226,7 +202,7 @@ def test_copy_slice_and_interpolate_buttons(env: Path) -> None:
     at = _segmented()
     start = at.session_state["current_labels"].copy()
     at.selectbox(key="seg_plane").set_value("axial").run()
-    at.slider(key="seg_slice_axial").set_value(17).run()
+    at.session_state["case_views"][CASE]["slices"]["axial"] = 17  # the browser reports the slice shown
     at.button(key="seg_copy_next").click().run()
     labels = at.session_state["current_labels"]
     assert np.array_equal(labels[:, :, 17], start[:, :, 18])
@@ -239,7 +215,7 @@ def test_copy_slice_and_interpolate_buttons(env: Path) -> None:
     before = at.session_state["current_labels"].copy()
     at.button(key="seg_interp").click().run()
     assert not at.exception
-    assert any("draw it on both slices first" in i.value for i in at.info)
+    assert any("draw it on both slices first" in c.value for c in at.caption)
     assert np.array_equal(at.session_state["current_labels"], before)
 
 
@@ -273,12 +249,14 @@ def test_default_demo_is_a_whole_head_segmented_on_both_sides(demo_env: Path) ->
     assert not at.exception, at.exception
     cached = next(iter(at.session_state["seg_predictions"].values()))
     right = next(s for s in cached.sides if s.side == "right")
+    view = view_data(at, "seg_view")
+    voxel = [int(round(v)) for v in right.centre]
+    assert view["crosshair"] == voxel and view["slices_rev"] >= 1  # the browser adopts the move
     for plane in planes.PLANES:
-        index, _, _ = planes.voxel_to_display(plane, tuple(int(round(v)) for v in right.centre), labels.shape)
-        assert at.slider(key=f"seg_slice_{plane}").value == index
-    specs = " ".join(c.proto.spec for c in at.get("plotly_chart"))
-    assert specs.count('"right box"') == 3 and '"dash":"dash"' in specs.replace(" ", "")
-    sl = at.session_state["seg_slice_sagittal"]
+        index, _, _ = planes.voxel_to_display(plane, tuple(voxel), labels.shape)
+        assert view["slices"][plane] == index
+        assert view["outlines"][plane][str(index)], f"no box outline on the {plane} slice through the box"
+    sl = view["slices"]["sagittal"]
     assert labels[sl].any()  # the jump lands on labelled hippocampus
 
 

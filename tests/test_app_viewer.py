@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the pages import `components` from the repository root
     sys.path.insert(0, str(ROOT))
 
+from apptest_view import view_data  # noqa: E402
+
+from segloop.display import planes  # noqa: E402
+
 VIEWER = str(ROOT / "pages" / "viewer.py")
 
 
@@ -31,7 +35,7 @@ def _open(case: str, **params: str) -> AppTest:
     return at
 
 
-def test_deep_link_opens_case_and_slider_moves_slice(msd_env: Path) -> None:
+def test_deep_link_opens_case_with_its_labels_and_volumes(msd_env: Path) -> None:
     at = _open("hippocampus_001")
     assert not at.exception
     assert not at.error
@@ -45,19 +49,17 @@ def test_deep_link_opens_case_and_slider_moves_slice(msd_env: Path) -> None:
     assert list(table["Label"]) == [1, 2] and (table["Volume (mL)"] > 0).all()
     assert list(table["Name"]) == ["Anterior", "Posterior"]  # from the folder's dataset.json
 
-    slider = at.slider(key="slice_axial")
-    assert slider.value == 35 // 2
-    slider.set_value(7).run()
-    assert not at.exception
-    assert at.session_state["slice_axial"] == 7
-    assert at.query_params["plane"] == "axial" and at.query_params["slice"] == "7"
+    view = view_data(at, "viewer_view")  # what the browser is given to show
+    assert view["slices"]["axial"] == 35 // 2 and view["planes"] == list(planes.PLANES)
+    assert view["labels"] is not None and view["image"]["shape"] == [35, 51, 35] and view["image"]["exact"]
 
 
 def test_deep_link_plane_and_slice(msd_env: Path) -> None:
     at = _open("hippocampus_001", plane="coronal", slice="12")
     assert not at.exception
-    assert at.slider(key="slice_coronal").value == 12
-    assert at.slider(key="slice_axial").value == 35 // 2
+    view = view_data(at, "viewer_view")
+    assert view["slices"]["coronal"] == 12
+    assert view["slices"]["axial"] == 35 // 2
 
 
 def test_unknown_case_in_link_shows_error_and_falls_back(msd_env: Path) -> None:

@@ -457,9 +457,8 @@ def test_editor_widens_for_a_selection_and_undo_redo_swap_the_array(editor):
     labels = np.zeros((4, 5, 6), np.uint8)
     labels[3, 4, 5] = 9
     editor.start_from(labels, None)
-    state["seg_slice_axial"] = 2
-    state[editor.chart_key("axial")] = {"selection": {"box": [{"x": [0.0, 1.0], "y": [0.0, 1.0]}]}}
-    editor.process_selections("box", 2017)
+    editor.apply_view_edit({"tool": "box", "plane": "axial", "index": 2, "value": 2017,
+                            "selection": {"box": [{"x": [0.0, 1.0], "y": [0.0, 1.0]}]}})
     wide = session.current_labels().copy()
     assert wide.dtype == np.uint16 and int((wide == 2017).sum()) == 4 and wide[3, 4, 5] == 9
     assert "uint16" in state[editor.MESSAGE_KEY]

@@ -11,7 +11,9 @@ What is sent:
   slope + intercept``). Integer scans whose range fits 8 or 16 bits are sent exactly (the MNI
   template, Decathlon crops, scanner DICOM); other scans are quantised to 65,536 levels over their
   range, far finer than a display's 256 grey levels. Windowing in the browser therefore gives the
-  same grey levels as `segloop.display.windowing.apply_window` (to within one level).
+  same grey levels as `segloop.display.windowing.apply_window` (to within one level for exact
+  codes; quantised codes are within half a code step, which shows only in windows narrower than
+  about 256 code steps).
 - Label maps as uint8 (uint16 when a label exceeds 255), unchanged.
 - For each plane, where slice pixels sit in the flat array (`plane_geometry`), derived from
   `segloop.display.planes.slice_view` itself so the browser shows exactly what the editing tools

@@ -153,3 +153,80 @@ def apply_selection(labels: np.ndarray, plane: str, index: int, selection: dict[
             return AppliedSelection(edit, None, None if out is labels else out)
         return AppliedSelection(operations.delete_component(labels, plane, index, row, col))
     raise ValueError(f"unknown selection tool {tool!r}")
+
+
+def apply_view_event(labels: np.ndarray, event: dict[str, Any], *, image: np.ndarray,
+                     spacing: tuple[float, float, float],
+                     fill_range: tuple[float, float] | None = None) -> AppliedSelection | None:
+    """Apply an edit drawn in the browser's volume view to the slice it was drawn on.
+
+    The event names its plane and slice, so the edit lands on the slice the user saw, whatever
+    the server last heard about the view.
+
+    Parameters
+    ----------
+    labels : np.ndarray of uint8 or uint16, shape (X, Y, Z), RAS voxel order
+        Label map, modified in place (unless it had to be widened; see `apply_selection`).
+    event : dict
+        ``tool`` (a `Tool` value), ``plane``, ``index`` (slice), ``value`` (label, 0 erases) and
+        either ``selection`` (box/lasso outline or clicked point in figure mm, as `apply_selection`
+        takes) or, for the brush, ``points`` ((row, col) pixel positions) and ``radius`` (pixels).
+    image : np.ndarray, shape (X, Y, Z)
+        The scan, for flood fill's intensity range.
+    spacing : tuple of 3 float
+        Voxel size in mm along the RAS axes.
+    fill_range : (float, float), optional
+        When given, flood fill grows through the connected pixels with intensities in low..high
+        (`segloop.editing.operations.intensity_fill`) instead of through the clicked label.
+
+    Returns
+    -------
+    AppliedSelection or None
+        None when the event holds nothing to apply (an empty outline, a click outside the slice).
+
+    Raises
+    ------
+    ValueError
+        For a malformed event: an unknown tool or plane, a slice outside the scan, a label value
+        that is not an integer in 0..65535, points that are not numbers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((4, 5, 6), np.uint8)
+    >>> event = {"tool": "brush", "plane": "axial", "index": 2, "value": 1, "points": [[1, 1]], "radius": 1}
+    >>> applied = apply_view_event(labels, event, image=labels, spacing=(1.0, 1.0, 1.0))
+    >>> np.argwhere(labels).tolist()  # axial pixel (row 1, col 1) of slice 2 is voxel (2, 3, 2)
+    [[2, 3, 2]]
+    """
+    try:
+        tool, plane, index = Tool(event.get("tool")), str(event.get("plane")), int(event.get("index"))
+        value = int(event.get("value"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not an edit of this view ({exc})") from None
+    if plane not in planes.PLANES:
+        raise ValueError(f"unknown plane {plane!r}")
+    n = planes.n_slices(labels.shape, plane)
+    if not 0 <= index < n:
+        raise ValueError(f"no slice {index} in the {plane} plane of this scan (it has {n})")
+    if tool == Tool.BRUSH:
+        try:
+            points = [(float(r), float(c)) for r, c in event.get("points") or []]
+            radius = float(event.get("radius", 1))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a brush stroke needs (row, col) points and a radius ({exc})") from None
+        out, edit = apply_widening(labels, value, operations.brush_stroke, plane, index, points, radius, value)
+        return AppliedSelection(edit, None, None if out is labels else out)
+    selection = event.get("selection") or {}
+    if tool == Tool.FLOOD_FILL and fill_range is not None:
+        points = [p for p in (selection.get("points") or []) if p.get("x") is not None and p.get("y") is not None]
+        if not points:
+            return None
+        row, col = figure_xy_to_pixel(float(points[0]["x"]), float(points[0]["y"]), plane, spacing)
+        rows, cols = planes.slice_shape(labels.shape, plane)
+        if not (0 <= row < rows and 0 <= col < cols):
+            return None
+        out, edit = apply_widening(labels, value, operations.intensity_fill, image, plane, index, row, col, value,
+                                   *fill_range)
+        return AppliedSelection(edit, None, None if out is labels else out)
+    return apply_selection(labels, plane, index, selection, tool, value, spacing)
