@@ -272,12 +272,14 @@ def unsaved_warning(case: str | None) -> None:
     if not unsaved:
         return
     room, drops = editor.stash_room(case)
-    text = (f"{case} has unsaved edits ({unsaved} voxels). Switching to another case keeps them aside for this "
-            f"session only (unsaved edits of up to {room} other cases are kept); save them on the Segment page "
-            f"to keep them.")
-    if drops:
-        text += f" Switching now drops the unsaved edits kept for {drops}."
-    st.warning(text, icon=":material/edit_note:")
+    if drops:  # switching now would lose work: say it loudly
+        st.warning(f"{case} has unsaved edits ({unsaved} voxels). This session keeps unsaved edits of up to {room} "
+                   f"other cases; switching now drops those kept for {drops}. Save on the Segment page to keep them.",
+                   icon=":material/edit_note:")
+        return
+    # one line, so the views stay on screen: the edits are safe for this session
+    st.caption(f":material/edit_note: {case}: {unsaved} unsaved voxels, kept aside for this session if you switch "
+               f"cases (up to {room} cases); save on the Segment page to keep them.")
 
 
 def describe(volume) -> str:

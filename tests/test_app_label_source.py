@@ -194,10 +194,13 @@ def test_switching_cases_warns_and_a_dropped_stash_is_named(env: Path, msd_dir: 
             dropped += [w.value for w in at.warning if "are gone" in w.value]
         _edit_on_segment(at)
         assert not any("are gone" in w.value for w in at.warning)  # shown once
-        warning = " ".join(w.value for w in at.warning)
-        assert f"{case} has unsaved edits" in warning and "up to 3 other cases" in warning
-        if i == 3:  # three other cases kept aside already: the next switch drops the oldest
-            assert "drops the unsaved edits kept for hippocampus_001" in warning
+        said = " ".join(w.value for w in [*at.warning, *at.caption])
+        if i >= 3:  # three other cases kept aside already: the next switch drops the oldest, said loudly
+            warning = " ".join(w.value for w in at.warning)
+            assert f"{case} has unsaved edits" in warning and "up to 3 other cases" in warning
+            assert f"drops those kept for {order[i - 3]}" in warning
+        else:  # otherwise one line beside the picker: the edits are safe for this session
+            assert f"{case}: " in said and "unsaved voxels, kept aside" in said and "up to 3 cases" in said
     assert len(dropped) == 1 and "hippocampus_001" in dropped[0], dropped
 
     # the three newest are still kept and come back
