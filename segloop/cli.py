@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from segloop.batch.engines import ENGINES
@@ -22,36 +23,113 @@ from segloop.io.writers import save_label, write_csv
 from segloop.model.doctor import doctor_report
 from segloop.model.inference import default_model_path
 from segloop.model.metrics import evaluate_folders, format_evaluation, per_case_rows
-from segloop.model.network import DEFAULT_ARCHITECTURE
 from segloop.store.database import Datastore, LabelVersion
 from segloop.store.label_versions import list_versions, save_label_version
 from segloop.store.registry import ensure_shipped_model
 from segloop.store.vocabulary import LabelKind, RunState, ScanSource
+from segloop.training.crossval import run_crossval
 from segloop.training.export import export_run
 from segloop.training.finetune import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, plan_finetune
 from segloop.training.jobs import follow_run, start_training
-from segloop.training.loop import TrainConfig, combine_runs, train
+from segloop.training.loop import TrainConfig, combine_runs, run_state, train
 from segloop.wholehead.segment import Mode, ScanKind, scan_kind, segment_scan, volume_report
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    cases = msd_cases(args.data)
-    split = kfold_split([c.name for c in cases], args.folds, args.fold, args.seed)
-    by_name = {c.name: c for c in cases}
-    arch = dict(DEFAULT_ARCHITECTURE)
+DEFAULT_DATA = "../shared/data/msd-hippocampus"
+
+#: Exit status of `train` and `cv` when --session-minutes paused the run: not an error, rerun with --resume.
+EXIT_PAUSED = 3
+
+
+def _recipe_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """The TrainConfig of `train`/`cv`: options given on the command line over `base` (the defaults, or
+    the run's own settings when it is resumed, so only what the user typed can differ)."""
+    arch = dict(base.architecture)
     if args.channels:
         arch["channels"] = [int(c) for c in args.channels.split(",")]
         arch["strides"] = [2] * (len(arch["channels"]) - 1)
     if args.res_units is not None:
         arch["num_res_units"] = args.res_units
-    cfg = TrainConfig(architecture=arch, epochs=args.epochs, time_budget_min=args.time_budget, batch_size=args.batch_size,
-                      lr=args.lr, val_every=args.val_every, seed=args.seed, augment=not args.no_augment,
-                      threads=args.threads, base_checkpoint=args.base)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "split.json", {**split.to_dict(), "data": str(Path(args.data).resolve())})
-    summary = train(cfg, [by_name[n] for n in split.train], [by_name[n] for n in split.validation], out)
+    given = {"epochs": args.epochs, "time_budget_min": args.time_budget, "batch_size": args.batch_size, "lr": args.lr,
+             "val_every": args.val_every, "seed": args.seed, "threads": args.threads,
+             "base_checkpoint": getattr(args, "base", None), "foreground_fraction": args.foreground_fraction,
+             "val_tta": args.val_tta, "amp": args.amp, "device": args.device,
+             "augment": False if args.no_augment else None,
+             "patch": tuple(int(v) for v in args.patch.split(",")) if args.patch else None}
+    return replace(base, architecture=arch, **{k: v for k, v in given.items() if v is not None})
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        out = Path(args.resume)
+        if args.out and Path(args.out).resolve() != out.resolve():
+            raise SegLoopError("--resume names the run folder; leave out --out or give the same folder")
+        if not (out / "config.json").is_file() or not (out / "split.json").is_file():
+            raise SegLoopError(f"{out}: no training run to resume (config.json and split.json missing)")
+        record = json.loads((out / "config.json").read_text())
+        split = json.loads((out / "split.json").read_text())
+        for key in ("folds", "fold"):
+            run_value = split.get("n_folds" if key == "folds" else "fold")
+            if getattr(args, key) is not None and getattr(args, key) != run_value:
+                raise SegLoopError(f"cannot resume {out}: --{key} {getattr(args, key)}, the run has {run_value}")
+        cfg = _recipe_config(args, TrainConfig.from_dict(record))
+        by_name = {c.name: c for c in msd_cases(args.data or split["data"])}
+        missing = [n for n in record["train_cases"] + record["val_cases"] if n not in by_name]
+        if missing:
+            raise SegLoopError(f"{len(missing)} of the run's cases are not in the data folder, e.g. {missing[0]}")
+        train_cases = [by_name[n] for n in record["train_cases"]]
+        val_cases = [by_name[n] for n in record["val_cases"]]
+    else:
+        if not args.out:
+            raise SegLoopError("--out is required (or --resume RUN to continue a run)")
+        out = Path(args.out)
+        if run_state(out) != "empty":
+            raise SegLoopError(f"{out} already holds a training run; continue it with --resume {out}, "
+                               "or train into a new folder")
+        data = args.data or DEFAULT_DATA
+        cases = msd_cases(data)
+        cfg = _recipe_config(args, TrainConfig())
+        split = kfold_split([c.name for c in cases], args.folds or 5, args.fold or 0, cfg.seed)
+        by_name = {c.name: c for c in cases}
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "split.json", {**split.to_dict(), "data": str(Path(data).resolve())})
+        train_cases = [by_name[n] for n in split.train]
+        val_cases = [by_name[n] for n in split.validation]
+    summary = train(cfg, train_cases, val_cases, out, resume=bool(args.resume), session_minutes=args.session_minutes)
     print(json.dumps(summary))
+    if summary["state"] == "paused":
+        print(f"paused after epoch {summary['epochs_run']} of {cfg.epochs}; continue with: "
+              f"python -m segloop train --resume {out}", file=sys.stderr)
+        return EXIT_PAUSED
+    return 0
+
+
+def _cmd_cv(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    stored = json.loads((out / "cv_config.json").read_text()) if (out / "cv_config.json").is_file() else None
+    # a rerun continues the same cross-validation: what is not given again is taken from it
+    base = TrainConfig.from_dict(stored["config"]) if stored else TrainConfig()
+    cfg = _recipe_config(args, base)
+    folds = args.folds or (stored["n_folds"] if stored else 5)
+    split_seed = stored["seed"] if stored and args.seed is None else cfg.seed
+    processing = stored["processing"] if stored else {"test_time_augmentation": ["flip_left_right"],
+                                                      "largest_component": True}
+    mirror = not args.no_tta if args.no_tta is not None else bool(processing["test_time_augmentation"])
+    largest = not args.no_largest_component if args.no_largest_component is not None else processing["largest_component"]
+    max_cases = args.max_cases if args.max_cases is not None else (stored or {}).get("max_cases")
+    result = run_crossval(args.data, out, cfg, n_folds=folds, seed=split_seed, resume=args.resume,
+                          mirror_tta=mirror, largest_component=largest, max_cases=max_cases,
+                          session_minutes=args.session_minutes, ensemble=args.ensemble,
+                          log=lambda line: print(line, flush=True))
+    if result["state"] == "paused":
+        print(f"paused with folds {result['folds_done'] or 'none'} done; continue with the same command and --resume",
+              file=sys.stderr)
+        return EXIT_PAUSED
+    print(result["table"])
+    print(f"summary: {out / 'cv_summary.json'}; per case: {out / 'cv_cases.csv'}")
+    if "ensemble" in result:
+        print(f"ensemble: {result['ensemble']} (export it: python -m segloop export --run {result['ensemble']} "
+              "--out weights/NAME.onnx)")
     return 0
 
 
@@ -150,7 +228,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     card = export_run(run_dir=args.run, onnx_path=args.out, name=args.name, version=args.version,
                       parent=args.parent, checkpoint=args.checkpoint, data=args.data)
-    print(json.dumps({"onnx": args.out, "metrics": card.metrics}, indent=2))
+    print(json.dumps({"onnx": args.out, "metrics": asdict(card.metrics)}, indent=2))
     return 0
 
 
@@ -278,6 +356,35 @@ def _cmd_ws_where(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """The training recipe's options, shared by `train` and `cv`. Their defaults are None so that a resumed
+    run or a rerun cross-validation keeps its own settings for every option not given again."""
+    p.add_argument("--seed", type=int, default=None, help="seed for the split, sampling and augmentation (default: 0)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs of the schedule (default: 200)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                   help="stop after this many minutes of training; the learning-rate schedule is stretched to end there")
+    p.add_argument("--session-minutes", type=float, default=None, metavar="MIN",
+                   help="pause before this many minutes of this session are up (when another epoch would not fit), "
+                        "to be continued with --resume; the schedule does not depend on it")
+    p.add_argument("--batch-size", type=int, default=None, help="cases per step (default: 8)")
+    p.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate, poly-decayed (default: 0.002)")
+    p.add_argument("--val-every", type=int, default=None,
+                   help="validate every N epochs; the best checkpoint by mean Dice is kept as best.pt (default: 10)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
+    p.add_argument("--no-augment", action="store_true", default=None, help="turn off spatial and intensity augmentation")
+    p.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default: 16,32,64,128,256)")
+    p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 1, as the shipped model)")
+    p.add_argument("--patch", default=None, metavar="X,Y,Z",
+                   help="training patch in voxels, multiples of the network's size divisor (default: 48,64,48)")
+    p.add_argument("--foreground-fraction", type=float, default=None, metavar="F",
+                   help="fraction of patches centred on a random foreground voxel; matters only for patches smaller "
+                        "than the cases (default: 0, uniformly random crops)")
+    p.add_argument("--val-tta", action="store_true", default=None,
+                   help="validation during training averages the left-right mirror, as the exported model does")
+    p.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast (a GPU speed-up)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segloop", description="SegLoop: 3D segmentation with a human in the loop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -289,28 +396,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("train", help="train a 3D U-Net on an MSD-style folder",
                        description="Train the 3D U-Net (PyTorch + MONAI) on a Medical Segmentation Decathlon folder. "
-                                   "Writes checkpoints (best.pt, last.pt), history.json, split.json and summary.json to --out.")
-    p.add_argument("--data", default="../shared/data/msd-hippocampus", help="MSD-style folder with dataset.json, imagesTr/, labelsTr/ (default: %(default)s)")
-    p.add_argument("--out", required=True, help="run folder for checkpoints and logs")
-    p.add_argument("--folds", type=int, default=5, help="number of folds of the seeded k-fold split (default: %(default)s)")
-    p.add_argument("--fold", type=int, default=0, help="which fold is the validation set (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, sampling and augmentation (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=200, help="maximum number of epochs (default: %(default)s)")
-    p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop after this many minutes; the learning-rate schedule is stretched to end there")
-    p.add_argument("--batch-size", type=int, default=8, help="cases per step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate, poly-decayed (default: %(default)s)")
-    p.add_argument("--val-every", type=int, default=10, help="validate every N epochs; the best checkpoint by mean Dice is kept (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+                                   "Writes checkpoints (best.pt, last.pt), history.json, split.json and summary.json to "
+                                   "--out, and after every epoch resume.pt, from which --resume continues a stopped, "
+                                   "killed or paused run exactly where its last completed epoch ended. Exit status 3: "
+                                   "paused by --session-minutes.")
+    p.add_argument("--data", default=None, help=f"MSD-style folder with dataset.json, imagesTr/, labelsTr/ (default: {DEFAULT_DATA}; "
+                                                "resuming: the run's)")
+    p.add_argument("--out", default=None, help="run folder for checkpoints and logs (must not hold a run yet)")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue the run in this folder with its own settings and cases; an option given here that "
+                        "differs from the run's (other than --threads, --device, --data, --session-minutes) is refused")
+    p.add_argument("--folds", type=int, default=None, help="number of folds of the seeded k-fold split (default: 5)")
+    p.add_argument("--fold", type=int, default=None, help="which fold is the validation set (default: 0)")
+    _add_recipe_options(p)
     p.add_argument("--base", default=None, help="checkpoint (.pt) to fine-tune from instead of random weights")
-    p.add_argument("--no-augment", action="store_true", help="turn off spatial and intensity augmentation")
-    p.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default: 16,32,64,128,256)")
-    p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 1, as the shipped model)")
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("cv", help="cross-validate a training recipe honestly (k folds, final epoch)",
+                       description="Split DATA into k seeded folds (splits.json), train one run per fold on the other "
+                                   "folds (each resumable; finished folds are skipped on a rerun), score each fold's "
+                                   "final-epoch checkpoint on its own held-out fold (which chose nothing: not the "
+                                   "epoch, not the recipe) with ONNX Runtime and the card's processing, and write "
+                                   "cv_summary.json, cv_table.txt (per fold, mean ± SD across folds) and cv_cases.csv "
+                                   "(per case) to --out. A rerun into --out continues the same cross-validation; "
+                                   "options not given again are taken from it. Exit status 3: paused by "
+                                   "--session-minutes.")
+    p.add_argument("data", metavar="DATA", help="MSD-style folder with dataset.json, imagesTr/, labelsTr/")
+    p.add_argument("--out", required=True, help="cross-validation folder")
+    p.add_argument("--folds", type=int, default=None, help="number of folds (default: 5, or the folder's)")
+    p.add_argument("--resume", action="store_true", help="continue a fold that stopped part-way from its last "
+                                                         "completed epoch (without it such a fold is refused)")
+    p.add_argument("--no-tta", action="store_true", default=None, help="score without the left-right mirror test-time augmentation "
+                                                         "(default: with it, as the shipped card)")
+    p.add_argument("--no-largest-component", action="store_true", default=None,
+                   help="score without the largest-component clean-up (default: with it, as the shipped card)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="when every fold is done, also combine the folds' final-epoch models into OUT/ensemble, "
+                        "whose exported card states the cross-validation protocol and figures")
+    p.add_argument("--max-cases", type=int, default=None, metavar="N",
+                   help="use only the first N cases by name: a quick check of the pipeline, not a measure of accuracy")
+    _add_recipe_options(p)
+    p.set_defaults(func=_cmd_cv)
     p = sub.add_parser("ensemble", help="combine finished training runs into one ensemble checkpoint",
-                       description="Combine runs trained on the same split into one network that averages their "
-                                   "softmax outputs; writes a run folder (best.pt, split.json, config.json, "
-                                   "summary.json) that `export` turns into one ONNX file.")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="training run folders (from `train`)")
+                       description="Combine runs trained on the same split, or the folds of one cross-validation "
+                                   "(`cv`), into one network that averages their softmax outputs; writes a run folder "
+                                   "(best.pt, split.json, config.json, summary.json and, for folds, "
+                                   "cross_validation.json) that `export` turns into one ONNX file.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="training run folders (from `train`, or `cv`'s fold_K)")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--checkpoint", default="last.pt", help="which checkpoint of each run (default: %(default)s)")
     p.set_defaults(func=_cmd_ensemble)

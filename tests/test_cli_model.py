@@ -81,7 +81,7 @@ def test_evaluate_missing_folder_is_one_line_error(tmp_path):
     assert res.returncode != 0 and res.stderr.startswith("error:") and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "export", "predict", "evaluate", "ensemble", "finetune", "batch", "doctor"])
+@pytest.mark.parametrize("command", ["train", "cv", "export", "predict", "evaluate", "ensemble", "finetune", "batch", "doctor"])
 def test_help_explains_every_option(command):
     import argparse
 

@@ -146,9 +146,14 @@ def check_parity(checkpoint_path: str | Path, onnx_path: str | Path, images: lis
     return {"cases": len(images), "max_abs_diff": max(diffs), "mean_label_agreement": float(np.mean(agree))}
 
 
+#: What the shipped model does around the network: left-right flip test-time augmentation and
+#: largest-component clean-up. Cards of models trained here get it unless told otherwise.
+DEFAULT_PROCESSING = Processing(test_time_augmentation=[Augmentation.FLIP_LEFT_RIGHT], largest_component=True)
+
+
 def hippocampus_card(*, name: str, version: int, onnx_path: str | Path, checkpoint_meta: dict[str, Any],
                      training: dict[str, Any], split: dict[str, Any], metrics: Metrics | None = None,
-                     parent: str | None = None) -> ModelCard:
+                     parent: str | None = None, processing: Processing | None = None) -> ModelCard:
     """The card of a model trained from scratch on the Decathlon hippocampus data by `segloop train`.
 
     Only models trained here on that task get these task facts; a fine-tuned model inherits its
@@ -171,13 +176,16 @@ def hippocampus_card(*, name: str, version: int, onnx_path: str | Path, checkpoi
         Scores; empty when None.
     parent : str, optional
         The model it derives from, if any.
+    processing : Processing, optional
+        Test-time augmentation and clean-up; default `DEFAULT_PROCESSING` (left-right flip,
+        largest component), as the shipped model.
 
     Returns
     -------
     ModelCard
-        Labels background/anterior/posterior, 1 mm RAS input, typical shape (36, 50, 36), left-right
-        flip test-time augmentation, largest-component clean-up, CC-BY-SA-4.0 with the MSD attribution;
-        ``created`` now. Not written to disk (see `write_card`).
+        Labels background/anterior/posterior, 1 mm RAS input, typical shape (36, 50, 36), the
+        processing, CC-BY-SA-4.0 with the MSD attribution; ``created`` now. Not written to disk
+        (see `write_card`).
 
     Raises
     ------
@@ -203,7 +211,8 @@ def hippocampus_card(*, name: str, version: int, onnx_path: str | Path, checkpoi
             patch=tuple(checkpoint_meta["patch"]) if checkpoint_meta.get("patch") else None,
             typical_shape=(36, 50, 36),
         ),
-        processing=Processing(test_time_augmentation=[Augmentation.FLIP_LEFT_RIGHT], largest_component=True),
+        processing=Processing(test_time_augmentation=list((processing or DEFAULT_PROCESSING).test_time_augmentation),
+                              largest_component=(processing or DEFAULT_PROCESSING).largest_component),
         architecture=checkpoint_meta["architecture"],
         training=training,
         split=split,
@@ -280,6 +289,65 @@ def evaluate_onnx(onnx_path: str | Path, cases: list, labels: list[int]) -> dict
     return {"per_case": per_case, "mean": summarize(per_case, labels), "median_seconds": float(np.median(seconds))}
 
 
+def cross_validation_record(cv: dict[str, Any]) -> tuple[Evaluation, dict[str, Any]]:
+    """The card's view of a cross-validation summary (``cv_summary.json`` of `segloop.training.crossval`).
+
+    Parameters
+    ----------
+    cv : dict
+        The summary: ``protocol`` (e.g. "5-fold cross-validation, final epoch"), ``protocol_detail``,
+        ``n_folds``, ``seed``, ``checkpoint``, ``evaluated_with``, ``cases`` (every case scored, each
+        by the fold model that did not train on it), ``folds`` (per fold: ``fold``,
+        ``validation_cases``, ``dice`` and ``hd95_mm`` by label name), ``across_folds`` (``dice`` and
+        ``hd95_mm``: label name -> ``mean``, ``sd``, ``min``, ``max`` over the fold means) and
+        ``pooled`` (the same over all cases at once).
+
+    Returns
+    -------
+    evaluation : Evaluation
+        ``dice`` and ``hd95_mm``: the mean over folds of each fold's mean, per label name;
+        ``dice_std``: the standard deviation of the fold means (the spread between folds, not between
+        cases); ``cases``: every case scored; ``protocol``: the summary's protocol, then its detail.
+    record : dict
+        For ``training["cross_validation"]``: ``protocol``, ``folds``, ``seed``, ``checkpoint``,
+        ``dice_across_folds`` and ``hd95_mm_across_folds`` (mean, sd, min, max per label name),
+        ``per_fold`` (fold, number of held-out cases, Dice and HD95 per label name),
+        ``pooled_over_cases`` and, for an ensemble of the folds (``ensemble_of_folds`` in `cv`),
+        ``exported_weights`` saying what was exported and that it was not itself scored.
+
+    Examples
+    --------
+    >>> cv = {"protocol": "2-fold cross-validation, final epoch", "protocol_detail": "...", "n_folds": 2,
+    ...       "seed": 0, "checkpoint": "last.pt", "evaluated_with": "ONNX Runtime", "cases": ["a", "b"],
+    ...       "folds": [{"fold": 0, "validation_cases": ["a"], "dice": {"x": 0.8}, "hd95_mm": {"x": 2.0}},
+    ...                 {"fold": 1, "validation_cases": ["b"], "dice": {"x": 0.6}, "hd95_mm": {"x": 4.0}}],
+    ...       "across_folds": {"dice": {"x": {"mean": 0.7, "sd": 0.1414, "min": 0.6, "max": 0.8}},
+    ...                        "hd95_mm": {"x": {"mean": 3.0, "sd": 1.4142, "min": 2.0, "max": 4.0}}}, "pooled": {}}
+    >>> ev, record = cross_validation_record(cv)
+    >>> ev.dice, ev.dice_std, ev.protocol
+    ({'x': 0.7}, {'x': 0.1414}, '2-fold cross-validation, final epoch; ...')
+    """
+    across = cv["across_folds"]
+    evaluation = Evaluation(
+        cases=list(cv["cases"]),
+        dice={k: round(v["mean"], 4) for k, v in across["dice"].items()},
+        dice_std={k: round(v["sd"], 4) for k, v in across["dice"].items()},
+        hd95_mm={k: round(v["mean"], 3) for k, v in across["hd95_mm"].items()},
+        protocol=f"{cv['protocol']}; {cv['protocol_detail']}",
+        evaluated_with=cv["evaluated_with"])
+    record = {"protocol": cv["protocol"], "folds": cv["n_folds"], "seed": cv["seed"], "checkpoint": cv["checkpoint"],
+              "dice_across_folds": across["dice"], "hd95_mm_across_folds": across["hd95_mm"],
+              "per_fold": [{"fold": f["fold"], "cases": len(f["validation_cases"]), "dice": f["dice"],
+                            "hd95_mm": f["hd95_mm"]} for f in cv["folds"]],
+              "pooled_over_cases": cv.get("pooled")}
+    if cv.get("ensemble_of_folds") is not None:
+        record["exported_weights"] = (
+            f"the softmax average of the final-epoch models of folds {cv['ensemble_of_folds']}, which together trained "
+            "on every case of the split; the figures are those of the single fold models on their held-out folds, "
+            "the ensemble itself has no held-out case here")
+    return evaluation, record
+
+
 def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: int, parent: str | None = None,
                checkpoint: str | Path | None = None, data: str | Path | None = None) -> ModelCard:
     """Export a training run: ONNX file, PyTorch parity check, validation metrics and model card.
@@ -306,6 +374,11 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
     ModelCard
         The card as written, see `hippocampus_card`; with validation cases found, its
         ``metrics.onnx_vs_pytorch`` (on up to 5 of them) and ``metrics.validation`` are filled.
+        For a run made from a cross-validation (a ``cross_validation.json`` in `run_dir`, e.g. an
+        ensemble of its folds), ``metrics.validation`` holds the cross-validation figures instead
+        (`cross_validation_record`), ``training["cross_validation"]`` the per-fold record, the split
+        every case that trained the exported weights, and the parity check runs on up to 5 of them:
+        no case is held out from such weights, so none is scored on them.
 
     Raises
     ------
@@ -331,8 +404,11 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
     _, meta = load_checkpoint(checkpoint)
     export_onnx(checkpoint, onnx_path)
 
+    cv_file = run / "cross_validation.json"
+    cv = json.loads(cv_file.read_text()) if cv_file.is_file() else None
     data_dir = data or split.get("data")
-    val_names = set(split.get("validation") or config.get("val_cases") or [])
+    # weights made from a cross-validation trained on every case: none is left to validate on
+    val_names = set() if cv else set(split.get("validation") or config.get("val_cases") or [])
     val_cases = [c for c in msd_cases(data_dir) if c.name in val_names] if data_dir and val_names else []
     labels = list(range(1, int(meta.get("num_labels", 3))))
     names = {lab.value: lab.name for lab in HIPPOCAMPUS_LABELS}
@@ -358,10 +434,21 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
         "augmentation": "random placement in the patch, affine (rotation +-20 deg, scale +-15 %), left-right flip "
                         "only, Gaussian noise and blur, brightness, low resolution, gamma",
     }
+    processing = None
+    if cv:
+        cv_eval, training["cross_validation"] = cross_validation_record(cv)
+        processing = Processing(**cv["processing"])  # the model runs as the folds were scored
     card = hippocampus_card(name=name, version=version, onnx_path=onnx_path, checkpoint_meta=meta,
-                            training=training, parent=parent,
+                            training=training, parent=parent, processing=processing,
                             split={k: split.get(k) for k in ("seed", "n_folds", "fold", "train", "validation")})
     write_card(card, onnx_path)  # predict() reads the card, so it must exist before evaluation
+
+    if cv:
+        trained_on = set(split.get("train") or [])
+        some = [c for c in msd_cases(data_dir) if c.name in trained_on][:5] if data_dir else []
+        if some:
+            card.metrics.onnx_vs_pytorch = check_parity(checkpoint, onnx_path, [load_case_arrays(c)[0] for c in some])
+        card.metrics.validation = cv_eval
 
     if val_cases:
         images = [load_case_arrays(c)[0] for c in val_cases[:5]]
