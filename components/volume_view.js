@@ -110,6 +110,11 @@ class VolumeView {
     this.debounce = null;
     this.layoutKey = "";
     this.hoverPlane = null;
+    // Plotly covers the page with a "dragcover" on mousedown, so a pointerup lands there, not on the
+    // plot: the release of a press that started in a plane is heard on the window.
+    window.addEventListener("pointerup", (ev) => {
+      for (const pl of this.planes.values()) if (pl.down || pl.stroke || pl.wl) this.onPointerUp(pl, ev);
+    }, true);
     G.builds += 1;
   }
 
@@ -135,6 +140,12 @@ class VolumeView {
     for (const p of data.planes) {
       const g = this.geometry(p);
       this.slices[p] = Math.max(0, Math.min(g.n - 1, this.slices[p] ?? Math.floor(g.n / 2)));
+    }
+    const serverWindow = JSON.stringify(data.window);
+    if (serverWindow !== this.serverWindow) { // the sidebar changed it (or it echoes a drag): adopt
+      this.serverWindow = serverWindow;
+      this.window = data.window.slice();
+      this.windowMoved = false;
     }
     this.updateLUTs();
     this.loadAll();
@@ -221,8 +232,8 @@ class VolumeView {
     plot.addEventListener("wheel", (ev) => this.onWheel(pl, ev), { passive: false });
     plot.addEventListener("pointerdown", (ev) => this.onPointerDown(pl, ev), true);
     plot.addEventListener("pointermove", (ev) => this.onPointerMove(pl, ev), true);
-    plot.addEventListener("pointerup", (ev) => this.onPointerUp(pl, ev), true);
     plot.addEventListener("pointerleave", () => { pl.status.innerHTML = "&nbsp;"; });
+    plot.addEventListener("contextmenu", (ev) => ev.preventDefault()); // the right button sets the window
   }
 
   // ------------------------------------------------------------------ data
@@ -245,10 +256,10 @@ class VolumeView {
 
   updateLUTs() {
     const d = this.data;
-    const lutKey = JSON.stringify([d.image.dtype, d.image.slope, d.image.intercept, d.window]);
+    const lutKey = JSON.stringify([d.image.dtype, d.image.slope, d.image.intercept, this.window]);
     if (lutKey !== this.lutKey) {
       this.lutKey = lutKey;
-      this.lut = windowLUT(d.image.dtype, d.image.slope, d.image.intercept, d.window[0], d.window[1]);
+      this.lut = windowLUT(d.image.dtype, d.image.slope, d.image.intercept, this.window[0], this.window[1]);
     }
     const colourKey = JSON.stringify(d.style);
     if (colourKey !== this.colourKey) {
@@ -373,7 +384,7 @@ class VolumeView {
     return out;
   }
 
-  drawAll(how) { for (const pl of this.planes.values()) this.draw(pl, how); }
+  drawAll(how, t0) { for (const pl of this.planes.values()) this.draw(pl, how, t0); }
 
   // Draw the plane's current slice. Steps that arrive while Plotly is drawing coalesce into one.
   draw(pl, how, t0) {
@@ -438,7 +449,9 @@ class VolumeView {
   report() {
     clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
-      if (this.setStateValue) this.setStateValue("view", { slices: { ...this.slices }, crosshair: this.crosshair });
+      const view = { slices: { ...this.slices }, crosshair: this.crosshair };
+      if (this.windowMoved) view.window = this.window.slice();
+      if (this.setStateValue) this.setStateValue("view", view);
     }, DEBOUNCE_MS);
   }
 
@@ -516,6 +529,13 @@ class VolumeView {
   tool() { return this.data.editable ? this.data.tool : "pan"; }
 
   onPointerDown(pl, ev) {
+    if (ev.button === 2) { // right-drag: window/level, as in desktop viewers (across = width, up/down = level)
+      ev.stopPropagation();
+      ev.preventDefault();
+      pl.plot.setPointerCapture(ev.pointerId);
+      pl.wl = { x: ev.clientX, y: ev.clientY, c: this.window[0], w: this.window[1] };
+      return;
+    }
     if (ev.button !== 0) return;
     pl.down = { x: ev.clientX, y: ev.clientY, t: performance.now(), shift: ev.shiftKey };
     if (this.tool() === "brush" && !ev.shiftKey) {
@@ -530,6 +550,17 @@ class VolumeView {
   }
 
   onPointerMove(pl, ev) {
+    if (pl.wl) {
+      ev.stopPropagation();
+      const { x, y, c, w } = pl.wl;
+      this.window = [c - (ev.clientY - y) * w / 250, Math.max(w * Math.exp((ev.clientX - x) / 250), 1e-6)];
+      this.windowMoved = true;
+      if (!this.wlQueued) {
+        this.wlQueued = true;
+        requestAnimationFrame(() => { this.wlQueued = false; this.updateLUTs(); this.drawAll("window", performance.now()); });
+      }
+      return;
+    }
     const p = this.pointAt(pl, ev);
     if (p) this.showStatus(pl, p);
     if (pl.stroke && p) {
@@ -543,6 +574,7 @@ class VolumeView {
   }
 
   onPointerUp(pl, ev) {
+    if (pl.wl) { pl.wl = null; this.report(); return; }
     const down = pl.down;
     pl.down = null;
     if (pl.stroke) {

@@ -61,7 +61,8 @@ SHORTCUTS = {
 }
 SHORTCUT_HELP = (
     "**In a view** (pointer over it): mouse wheel or ↑/↓ — next/previous slice · PgUp/PgDn — 5 slices · "
-    "Ctrl+wheel — zoom · drag — pan (or the active tool) · double-click — reset zoom · "
+    "Ctrl+wheel — zoom · drag — pan (or the active tool) · right-drag — window (across) and level (up/down) · "
+    "double-click — reset zoom · "
     "click (or Shift+click with a tool) — move the other planes there (crosshair).\n\n"
     "**Editing**: Ctrl+Z — undo · Ctrl+Shift+Z or Ctrl+Y — redo · B box · L lasso · P brush · "
     "F flood fill · D delete component · 1–9 label · 0 eraser."
@@ -133,12 +134,19 @@ def move_to(slices: dict[str, int] | None = None, voxel=None) -> None:
     view["slices_rev"] = int(view.get("slices_rev", 0)) + 1
 
 
-def _on_view(key: str) -> None:
+def _on_view(key: str, window_prefix: str) -> None:
     state = st.session_state.get(key) or {}
     view = state.get("view") if hasattr(state, "get") else None
     if not view:
         return
     mine = session.case_view()
+    window = view.get("window")
+    if window and len(window) == 2 and all(isinstance(v, (int, float)) for v in window) and window[1] > 0:
+        # a right-drag in the view: the page's window boxes follow (so does every page, via the case's view)
+        center, width = float(f"{window[0]:.6g}"), float(f"{window[1]:.6g}")
+        preset = st.session_state.get(f"{window_prefix}window_preset")
+        st.session_state[f"{window_prefix}window_center"], st.session_state[f"{window_prefix}window_width"] = center, width
+        mine["window"] = {"preset": preset, "center": center, "width": width}
     for plane, index in (view.get("slices") or {}).items():
         if plane in planes.PLANES and mine["slices"].get(plane) != int(index):
             mine["slices"][plane] = int(index)
@@ -200,6 +208,7 @@ def volume_view(
     brush: int = 3,
     levels: np.ndarray | None = None,
     outlines: dict | None = None,
+    window_prefix: str = "",
     on_edit: Callable[[dict], None] | None = None,
     on_command: Callable[[dict], None] | None = None,
 ) -> None:
@@ -231,6 +240,9 @@ def volume_view(
         Uncertainty heat levels 0..4 (`segloop.display.overlays.uncertainty_levels`).
     outlines : dict, optional
         `box_outlines` output.
+    window_prefix : str
+        Prefix of the page's window widgets (`components.slice_viewer.window_controls`): a window
+        set by right-dragging in the view is written back into them.
     on_edit, on_command : callable, optional
         Called (before the page is drawn) with an edit or a command from the browser.
     """
@@ -276,7 +288,7 @@ def volume_view(
     }
     _COMPONENT(
         key=key, data=data, default={"view": None},
-        on_view_change=functools.partial(_on_view, key),
+        on_view_change=functools.partial(_on_view, key, window_prefix),
         on_edit_change=functools.partial(_on_trigger, key, "edit", on_edit),
         on_command_change=functools.partial(_on_trigger, key, "command", on_command),
     )

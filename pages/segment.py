@@ -133,7 +133,8 @@ with views:
                           "outlines": box_outlines([s.corners for s in pred.sides], vol.shape, vol.spacing)})
         outlines = cache["outlines"]
     volume_view("seg_view", window=window, style=style, names=names, editable=True, tool=tool, value=int(value),
-                brush=int(brush), levels=levels, outlines=outlines, height=360, on_edit=editor.apply_view_edit,
+                brush=int(brush), levels=levels, outlines=outlines, height=360, window_prefix="seg_",
+                on_edit=editor.apply_view_edit,
                 on_command=editor.apply_command)
 
 with details:

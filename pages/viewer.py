@@ -10,7 +10,7 @@ from components.app_shell import ensure_app_shell, workflow_steps
 from components.label_source import version_picker
 from components.scan_picker import describe, scan_picker
 from components.slice_viewer import overlay_controls, restore_view, window_controls
-from components.volume_view import volume_view
+from components.volume_view import SHORTCUT_HELP, volume_view
 from segloop.display import planes
 from segloop.display.label_volumes import label_volumes_ml
 
@@ -36,6 +36,8 @@ st.caption(describe(vol))
 
 with st.sidebar:
     st.subheader("Display")
+    with st.popover("Keyboard and mouse", icon=":material/keyboard:"):
+        st.markdown(SHORTCUT_HELP.split("**Editing**")[0])
     center, width = window_controls()
     st.subheader("Labels")
     version_picker()  # which saved version (or the reference labels) is on screen
