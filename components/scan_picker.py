@@ -278,8 +278,8 @@ def unsaved_warning(case: str | None) -> None:
                    icon=":material/edit_note:")
         return
     # one line, so the views stay on screen: the edits are safe for this session
-    st.caption(f":material/edit_note: {case}: {unsaved} unsaved voxels, kept aside for this session if you switch "
-               f"cases (up to {room} cases); save on the Segment page to keep them.")
+    st.caption(f":material/edit_note: {case}: {unsaved} unsaved voxels, kept aside if you switch (up to {room} cases "
+               f"this session); save to keep them.")
 
 
 def describe(volume) -> str:

@@ -196,7 +196,7 @@ class VolumeView {
     });
     const axis = { showgrid: false, zeroline: false, showticklabels: false, ticks: "", showline: false };
     const layout = {
-      margin: { l: 0, r: 0, t: 0, b: 0 }, height: d.height, dragmode: "pan", plot_bgcolor: "black",
+      margin: { l: 0, r: 0, t: 0, b: 0 }, height: d.height, dragmode: this.dragmode(), plot_bgcolor: "black",
       paper_bgcolor: "rgba(0,0,0,0)", showlegend: false, hovermode: false,
       xaxis: { ...axis, range: [-colMM / 2, (g.cols - 0.5) * colMM], constrain: "domain" },
       yaxis: { ...axis, range: [(g.rows - 0.5) * rowMM, -rowMM / 2], scaleanchor: "x", scaleratio: 1, constrain: "domain" },
@@ -217,6 +217,7 @@ class VolumeView {
     this.Plotly.newPlot(pl.plot, [trace], layout, config).then(() => {
       pl.ready = true;
       pl.plot.on("plotly_selected", (ev) => this.onSelected(pl, ev));
+      this.setDragmode(pl); // the tool may have changed while Plotly was drawing
       this.draw(pl, "build");
     });
   }
@@ -627,9 +628,11 @@ class VolumeView {
     if (this.setTriggerValue) this.setTriggerValue("edit", { value: this.data.value, ...e, id: `${Date.now()}-${Math.random()}` });
   }
 
+  dragmode() { return { box: "select", lasso: "lasso", brush: false }[this.tool()] ?? "pan"; }
+
   setDragmode(pl) {
     if (!pl.ready) return;
-    const mode = { box: "select", lasso: "lasso", brush: false }[this.tool()] ?? "pan";
+    const mode = this.dragmode();
     if (pl.plot._fullLayout && pl.plot._fullLayout.dragmode !== mode) this.Plotly.relayout(pl.plot, { dragmode: mode });
   }
 

@@ -200,7 +200,7 @@ def test_switching_cases_warns_and_a_dropped_stash_is_named(env: Path, msd_dir: 
             assert f"{case} has unsaved edits" in warning and "up to 3 other cases" in warning
             assert f"drops those kept for {order[i - 3]}" in warning
         else:  # otherwise one line beside the picker: the edits are safe for this session
-            assert f"{case}: " in said and "unsaved voxels, kept aside" in said and "up to 3 cases" in said
+            assert f"{case}: " in said and "unsaved voxels, kept aside" in said and "up to 3 cases this session" in said
     assert len(dropped) == 1 and "hippocampus_001" in dropped[0], dropped
 
     # the three newest are still kept and come back
