@@ -229,3 +229,18 @@ def test_config_record_round_trip():
     cfg = tiny_config(foreground_fraction=0.33, val_tta=True)
     again = TrainConfig.from_dict(json.loads(json.dumps(loop.config_record(cfg, [], []))))
     assert again == cfg and replace(again, threads=8) != cfg
+
+
+def test_a_schedule_ended_by_its_time_budget_is_complete(tmp_path, cases):
+    first = train(tiny_config(time_budget_min=1e-6), *cases, tmp_path)
+    assert (first["stopped"], first["complete"], first["epochs_run"]) == ("time budget reached", True, 1)
+    assert run_state(tmp_path) == "complete"
+    (tmp_path / "summary.json").unlink()  # killed between the checkpoint and the summary
+    again = train(tiny_config(time_budget_min=1e-6), *cases, tmp_path, resume=True)
+    assert again["complete"] and again["epochs_run"] == 1  # its learning rate already reached 0: nothing to add
+    assert json.loads((tmp_path / "history.json").read_text())["epoch"] == [1]
+
+
+def test_bfloat16_autocast_runs_on_the_cpu(tmp_path, cases):
+    summary = train(tiny_config(epochs=1, amp=True, val_tta=True, device="cpu"), *cases, tmp_path)
+    assert summary["complete"] and 0 <= summary["best_val"]["mean_dice_all"] <= 1

@@ -593,7 +593,9 @@ def restore_random_state(json_state: dict[str, Any], tensors: dict[str, Any], rn
     for key, r in streams.items():
         _set_legacy_state(r, json_state["augmentation"][key])
     torch.set_rng_state(tensors["torch_rng"])
-    if tensors.get("cuda_rng") and torch.cuda.is_available():
+    # GPU generators only matter to GPU-side randomness (none today: dropout is 0); restore them where the
+    # same number of GPUs is there, and go on without them elsewhere
+    if tensors.get("cuda_rng") and torch.cuda.is_available() and torch.cuda.device_count() == len(tensors["cuda_rng"]):
         torch.cuda.set_rng_state_all(tensors["cuda_rng"])
 
 
@@ -818,7 +820,8 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
     meta_base = {"architecture": cfg.architecture, "normalization": cfg.normalization, "num_labels": cfg.num_labels,
                  "size_divisor": divisor, "patch": list(cfg.patch)}
     stopped, complete = "completed", bool(state is not None and state["meta"]["complete"])
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", unit="epoch", disable=None,
+    # a schedule that ended by its time budget is complete before its epoch count: nothing is left to run
+    bar = tqdm(range(start_epoch, start_epoch if complete else cfg.epochs), desc="train", unit="epoch", disable=None,
                initial=start_epoch, total=cfg.epochs)
     epoch, lr = start_epoch - 1, cfg.lr
     for epoch in bar:
