@@ -141,6 +141,17 @@ def test_a_complete_run_is_not_trained_again(tmp_path, cases):
     assert again == json.loads(json.dumps(done)) and (tmp_path / "last.pt").stat().st_mtime_ns == stamp
 
 
+def test_a_finished_run_from_before_resume_files_is_kept(tmp_path, cases):
+    train(tiny_config(epochs=1), *cases, tmp_path)
+    (tmp_path / RESUME_FILE).unlink()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary.pop("complete")  # as summaries written before resumable training
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    stamp = (tmp_path / "last.pt").stat().st_mtime_ns
+    assert train(tiny_config(epochs=1), *cases, tmp_path, resume=True) == summary
+    assert (tmp_path / "last.pt").stat().st_mtime_ns == stamp
+
+
 def test_resume_before_the_first_epoch_ended_starts_over(tmp_path, cases, reference):
     (tmp_path / "config.json").write_text("{}")  # killed while loading: a run folder without resume.pt
     assert run_state(tmp_path) == "partial"

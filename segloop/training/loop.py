@@ -722,7 +722,7 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
         an uninterrupted run would have (bit for bit on the CPU with the same thread count; GPU
         kernels may not be deterministic).
         Without a `RESUME_FILE` (killed during its first epoch) the run starts from the beginning.
-        A run whose schedule is complete is not trained again: its summary is returned.
+        A run whose schedule is complete (`run_state`) is not trained again: its summary is returned.
     session_minutes : float, optional
         Wall time this call may take: after an epoch, when another epoch of the same length would
         end past it, the run pauses (``state`` "paused") to be resumed in a later session. The
@@ -763,6 +763,11 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
     out.mkdir(parents=True, exist_ok=True)
     record = config_record(cfg, train_cases, val_cases)
     state = load_resume_state(out / RESUME_FILE) if resume and (out / RESUME_FILE).is_file() else None
+    if resume and state is None and run_state(out) == "complete":  # finished before resume.pt existed: keep it
+        summary = json.loads((out / "summary.json").read_text())
+        if on_progress:
+            on_progress(summary)
+        return summary
     if state is not None:
         diffs = config_differences(state["meta"]["config"], record)
         if diffs:
