@@ -80,8 +80,12 @@ def msd_dir() -> Path:
 
 
 @contextlib.contextmanager
-def streamlit_server(data_dir: Path, workspace: Path, log_path: Path) -> Iterator[str]:
-    """Run `streamlit run app.py` on a free port until the block ends; yields its base URL once healthy."""
+def streamlit_server(data_dir: Path | None, workspace: Path, log_path: Path) -> Iterator[str]:
+    """Run `streamlit run app.py` on a free port until the block ends; yields its base URL once healthy.
+
+    `data_dir` None starts the app without SEGLOOP_DATA_DIR: it then opens its built-in demo scans
+    (the whole MNI152 head first).
+    """
     app = Path(os.environ.get("SEGLOOP_E2E_APP", PROJECT_ROOT / "app.py"))
     if not app.is_file():
         pytest.fail(f"app entry point not found: {app}", pytrace=False)
@@ -93,6 +97,8 @@ def streamlit_server(data_dir: Path, workspace: Path, log_path: Path) -> Iterato
         "PYTHONUNBUFFERED": "1",
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
+    if data_dir is None:
+        del env["SEGLOOP_DATA_DIR"]
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.headless", "true",
@@ -140,9 +146,15 @@ def start_server():
 
 
 @pytest.fixture(scope="session")
-def app_url(msd_dir: Path, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SEGLOOP_WORKSPACE of the `app_url` server (open it with `segloop.store.database.Datastore`)."""
+    return tmp_path_factory.mktemp("workspace")
+
+
+@pytest.fixture(scope="session")
+def app_url(msd_dir: Path, artifacts_dir: Path, app_workspace: Path) -> Iterator[str]:
     """The app on a free port for the whole session (one server keeps the suite fast)."""
-    with streamlit_server(msd_dir, tmp_path_factory.mktemp("workspace"), artifacts_dir / "streamlit-server.log") as base:
+    with streamlit_server(msd_dir, app_workspace, artifacts_dir / "streamlit-server.log") as base:
         yield base
 
 

@@ -8,29 +8,20 @@ page only knows the case from the session).
 
 from __future__ import annotations
 
-import base64
 import gzip
-import io
 import re
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from PIL import Image
 
+from e2e import view_helpers as vh
 from e2e.page_helpers import no_exception, wait_idle
 from segloop.config import WEIGHTS_DIR
 
 pytestmark = pytest.mark.e2e
 
-AXIAL_IMAGE = """() => {
-  const img = document.querySelector('.st-key-chart_axial [data-testid="stPlotlyChart"] .js-plotly-plot image');
-  if (!img) return null;
-  return img.getAttribute('href') || img.getAttributeNS('http://www.w3.org/1999/xlink', 'href');
-}"""
-SLIDER = ".st-key-{key} input[type=range], .st-key-{key} [role=slider]"
-SLIDER_VALUE = "el => Number(el.getAttribute('aria-valuenow') ?? el.value)"
 #: JS: the rows of the dataframe whose header has `column`, as lists of cell texts (header first).
 TABLE_ROWS = """(column) => {
   for (const grid of document.querySelectorAll('[data-testid="stDataFrame"] table[role="grid"]')) {
@@ -44,12 +35,6 @@ TABLE_ROWS = """(column) => {
 }"""
 
 
-
-
-def _decode_png(data_uri: str) -> np.ndarray:
-    header, _, payload = data_uri.partition(",")
-    assert header.startswith("data:image/png;base64"), header[:40]
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))).convert("L"))
 
 
 def _go(page, title: str, heading: str) -> None:
@@ -72,24 +57,23 @@ def _scan_box(page) -> str:
     return page.locator(".st-key-case_select input").input_value()
 
 
-def _slider(page, key: str) -> int:
-    return int(page.locator(SLIDER.format(key=key)).first.evaluate(SLIDER_VALUE))
+def _axial_pixels(page, key: str = vh.VIEWER) -> np.ndarray:
+    """The axial slice the page's volume view shows, once it is drawn."""
+    vh.wait_loaded(page, key)
+    return vh.slice_pixels(page, key, "axial")
 
 
-def _axial_pixels(page) -> np.ndarray:
-    page.locator('.st-key-chart_axial [data-testid="stPlotlyChart"] .js-plotly-plot image').first.wait_for(
-        state="attached", timeout=120_000)
-    href = page.evaluate(AXIAL_IMAGE)
-    assert href, "no slice image in the axial chart"
-    return _decode_png(href)
-
-
-def _table(page, column: str) -> dict[str, dict[str, str]]:
-    """{Name: {column: text}} of the dataframe that has `column`."""
-    page.wait_for_function(f"() => ({TABLE_ROWS})({column!r}) !== null", timeout=60_000)
-    rows = page.evaluate(TABLE_ROWS, column)
-    head, *body = rows
-    return {r[head.index("Name")]: dict(zip(head, r)) for r in body}
+def _table(page, column: str, until=lambda table: True, timeout_ms: int = 60_000) -> dict[str, dict[str, str]]:
+    """{Name: {column: text}} of the dataframe that has `column`, once `until(table)` holds (the grid
+    redraws a moment after the run that changed it)."""
+    page.wait_for_function(f"() => ({TABLE_ROWS})({column!r}) !== null", timeout=timeout_ms)
+    for _ in range(timeout_ms // 250):
+        head, *body = page.evaluate(TABLE_ROWS, column)
+        table = {r[head.index("Name")]: dict(zip(head, r)) for r in body}
+        if until(table):
+            break
+        page.wait_for_timeout(250)
+    return table
 
 
 def test_one_case_across_pages_and_views_come_back(page, app_url: str, artifacts_dir: Path) -> None:
@@ -101,14 +85,14 @@ def test_one_case_across_pages_and_views_come_back(page, app_url: str, artifacts
     _pick_case(page, case)
     page.wait_for_url(re.compile(f"case={case}"), timeout=60_000)
     page.get_by_text(re.compile(f"^{case} · shape")).wait_for(timeout=60_000)
-    slider = page.locator(SLIDER.format(key="slice_axial")).first
-    start = _slider(page, "slice_axial")
-    slider.focus()
+    vh.wait_loaded(page, vh.VIEWER)
+    start = vh.shown(page, vh.VIEWER, "axial")
+    vh.hover(page, vh.VIEWER, "axial")
     for _ in range(4):
-        page.keyboard.press("ArrowLeft")
+        page.keyboard.press("ArrowDown")
     left_at = start - 4
-    page.wait_for_function(f"() => ({SLIDER_VALUE})(document.querySelector('{SLIDER.format(key='slice_axial')}')) === {left_at}")
-    # the slider sends its last value a moment later: the URL shows when the server has it
+    vh.wait_shown(page, vh.VIEWER, "axial", left_at)
+    # the view tells the server a moment later (debounced): the address bar shows when the server has it
     page.wait_for_url(re.compile(rf"slice={left_at}(&|$)"), timeout=60_000)
     wait_idle(page)
     width = float(page.locator(".st-key-window_width input").input_value())
@@ -119,7 +103,8 @@ def test_one_case_across_pages_and_views_come_back(page, app_url: str, artifacts
     page.wait_for_url(re.compile(f"case={case}"), timeout=60_000)
     assert _scan_box(page) == case, "the Segment page opens on the case picked in the Viewer"
     page.get_by_text(re.compile(f"^{case} · shape")).wait_for(timeout=60_000)
-    assert _slider(page, "seg_slice_axial") == left_at, "Segment opens at the slice the Viewer was left at"
+    vh.wait_loaded(page, vh.SEGMENT)
+    assert vh.shown(page, vh.SEGMENT, "axial") == left_at, "Segment opens at the slice the Viewer was left at"
     page.screenshot(path=str(artifacts_dir / "one-case-segment.png"), full_page=True)
 
     _go(page, "Cases", "Cases")
@@ -131,7 +116,7 @@ def test_one_case_across_pages_and_views_come_back(page, app_url: str, artifacts
     assert _scan_box(page) == case
     pixels = _axial_pixels(page)
     assert pixels.std() > 5, "the axial slice is blank after coming back (degenerate window)"
-    assert _slider(page, "slice_axial") == left_at
+    assert vh.shown(page, vh.VIEWER, "axial") == left_at, "the Viewer comes back at the slice it was left at"
     assert float(page.locator(".st-key-window_width input").input_value()) == pytest.approx(width, rel=1e-3)
     assert float(page.locator(".st-key-window_center input").input_value()) == pytest.approx(center, rel=1e-3)
     page.screenshot(path=str(artifacts_dir / "one-case-viewer-back.png"), full_page=True)
@@ -155,10 +140,12 @@ def test_volume_table_follows_a_box_edit(page, app_url: str, artifacts_dir: Path
     page.locator(".st-key-seg_label").get_by_text("posterior", exact=True).click()
     wait_idle(page)
 
-    drag = page.locator('[class*="st-key-seg_chart_axial_"] [data-testid="stPlotlyChart"] .nsewdrag').first
-    drag.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    box = drag.bounding_box()
+    page.locator(".st-key-seg_tool").get_by_text("Box", exact=True).click()
+    wait_idle(page)
+    vh.wait_loaded(page, vh.SEGMENT)
+    vh.wait_dragmode(page, vh.SEGMENT, "select")
+    vh.cell(page, vh.SEGMENT, "axial").scroll_into_view_if_needed()
+    box = vh.cell(page, vh.SEGMENT, "axial").locator(".nsewdrag").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.05)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.2, steps=5)
@@ -169,7 +156,8 @@ def test_volume_table_follows_a_box_edit(page, app_url: str, artifacts_dir: Path
     wait_idle(page)
     no_exception(page)
     changed = int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1))
-    after = _table(page, "Current (mL)")
+    after = _table(page, "Current (mL)",
+                   lambda t: t["posterior"]["Current (mL)"] != before["posterior"]["Current (mL)"])
     # hippocampus crops have 1 mm voxels: every changed voxel is 0.001 mL more posterior
     grown = float(after["posterior"]["Current (mL)"]) - float(before["posterior"]["Current (mL)"])
     assert grown == pytest.approx(changed / 1000, abs=0.0015), (before, after, changed)

@@ -1,8 +1,9 @@
 """End to end: segment a case, drag a box with the mouse on the axial slice, save, check the file on disk.
 
 Runs the real app (Streamlit server) in headless chromium against the real MSD hippocampus data and
-the shipped model. The expected pixel rectangle is computed from the chart's drag area on screen and
-its axis ranges (1 mm pixels: x runs -0.5..cols-0.5 left to right, y -0.5..rows-0.5 top to bottom).
+the shipped model. The drag goes between screen points that Plotly's own axis mapping (`d2p`) gives for
+chosen pixel-centre coordinates of the axial view (1 mm pixels: figure x = column, y = row), so the
+pixel rectangle the box must fill is known.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from e2e import view_helpers as vh
 from e2e.page_helpers import no_exception, wait_idle
 from segloop.config import WEIGHTS_DIR
 from segloop.display import planes
@@ -23,9 +25,6 @@ pytestmark = pytest.mark.e2e
 CASE = "hippocampus_001"
 PLANE, INDEX = "axial", 35 // 2  # the page opens on the middle slice
 POSTERIOR = 2
-DRAG = '.st-key-seg_chart_axial_0 [data-testid="stPlotlyChart"] .nsewdrag'
-#: The axial editing chart whatever its key's counter (it moves on after each edit and tool change).
-ANY_DRAG = '[class*="st-key-seg_chart_axial_"] [data-testid="stPlotlyChart"] .nsewdrag'
 #: Filled by the box test: the correction file it saved (the download test compares against it).
 SAVED: dict[str, Path] = {}
 
@@ -41,29 +40,24 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
     wait_idle(page)
     run.click()
     page.get_by_text("Execution provider").wait_for(timeout=180_000)
-    page.locator(DRAG).wait_for(state="attached", timeout=60_000)
+    vh.wait_loaded(page, vh.SEGMENT)
     wait_idle(page)
     no_exception(page)
 
     page.locator(".st-key-seg_tool").get_by_text("Box", exact=True).click()
     page.locator(".st-key-seg_label").get_by_text("posterior", exact=True).click()
     wait_idle(page)
+    vh.wait_dragmode(page, vh.SEGMENT, "select")
+    assert vh.shown(page, vh.SEGMENT, PLANE) == INDEX
 
-    page.locator(DRAG).scroll_into_view_if_needed()
-    page.wait_for_timeout(300)
-    box = page.locator(DRAG).bounding_box()
-    rows, cols = planes.slice_shape((35, 51, 35), PLANE)  # hippocampus_001 is 35 x 51 x 35
-    sx, sy = box["width"] / cols, box["height"] / rows  # screen px per slice pixel (1 mm)
-
-    def screen(col: float, row: float) -> tuple[float, float]:
-        return box["x"] + (col + 0.5) * sx, box["y"] + (row + 0.5) * sy
-
-    (c0, r0), (c1, r1) = (10.3, 5.3), (20.6, 12.7)  # pixel-centre coordinates: covers cols 11..20, rows 6..12
+    vh.cell(page, vh.SEGMENT, PLANE).scroll_into_view_if_needed()
+    (r0, c0), (r1, c1) = (5.3, 10.3), (12.7, 20.6)  # pixel-centre coordinates: covers cols 11..20, rows 6..12
     exp_rows, exp_cols = (6, 12), (11, 20)
-    page.mouse.move(*screen(c0, r0))
+    start, middle, end = vh.to_screen(page, vh.SEGMENT, PLANE, [(r0, c0), ((r0 + r1) / 2, (c0 + c1) / 2), (r1, c1)])
+    page.mouse.move(*start)
     page.mouse.down()
-    page.mouse.move(*screen((c0 + c1) / 2, (r0 + r1) / 2), steps=5)
-    page.mouse.move(*screen(c1, r1), steps=10)
+    page.mouse.move(*middle, steps=5)
+    page.mouse.move(*end, steps=10)
     page.mouse.up()
 
     applied = page.get_by_text(re.compile("Last box applied"))
@@ -81,8 +75,8 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
     page.get_by_text("Saved as version 2").wait_for(timeout=60_000)
     wait_idle(page)
     page.screenshot(path=str(artifacts_dir / "segment-saved.png"), full_page=True)
-    page.locator('.st-key-seg_slice_axial').scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
+    vh.cell(page, vh.SEGMENT, PLANE).scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts_dir / "segment.png"), full_page=True)
 
     saved = page.get_by_text(re.compile(r"Saved file: ")).inner_text()
@@ -104,14 +98,15 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
 def test_brush_stroke_paints_the_slice(page, app_url: str, artifacts_dir: Path) -> None:
     if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
         pytest.skip("the shipped model is missing")
-    page.goto(f"{app_url}/segment?case=hippocampus_002", wait_until="domcontentloaded")
+    page.goto(f"{app_url}/segment?case=hippocampus_003", wait_until="domcontentloaded")
+    vh.wait_loaded(page, vh.SEGMENT)
+    wait_idle(page)
     page.locator(".st-key-seg_tool").get_by_text("Brush", exact=True).click()
     wait_idle(page)
-    canvas = page.locator('[class*="st-key-seg_canvas_axial"] canvas').last
-    canvas.wait_for(state="attached", timeout=60_000)
-    canvas.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    box = canvas.bounding_box()
+    vh.wait_dragmode(page, vh.SEGMENT, "false")  # the brush paints; Plotly does not drag
+    plot = vh.cell(page, vh.SEGMENT, PLANE).locator(".nsewdrag")
+    plot.scroll_into_view_if_needed()
+    box = plot.bounding_box()
     x0, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5
     page.mouse.move(x0, y)
     page.mouse.down()
@@ -125,35 +120,28 @@ def test_brush_stroke_paints_the_slice(page, app_url: str, artifacts_dir: Path) 
     assert int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1)) > 5
 
 
-def test_click_deletes_a_component(page, app_url: str, msd_dir: Path) -> None:
+def test_click_deletes_a_component(page, app_url: str) -> None:
     """A click with the 'Delete component' tool on a labelled pixel erases that 3D piece."""
     if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
         pytest.skip("the shipped model is missing")
-    page.goto(f"{app_url}/segment?case=hippocampus_001", wait_until="domcontentloaded")
+    page.goto(f"{app_url}/segment?case=hippocampus_007", wait_until="domcontentloaded")
+    vh.wait_loaded(page, vh.SEGMENT)
+    wait_idle(page)
     page.locator(".st-key-seg_tool").get_by_text("Delete component", exact=True).click()
     wait_idle(page)
-    drag = page.locator(ANY_DRAG).first
-    drag.wait_for(state="attached", timeout=60_000)
-    drag.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    # the data folder's reference label of hippocampus_001 on axial 17: click a labelled pixel
-    box = drag.bounding_box()
-    rows, cols = planes.slice_shape((35, 51, 35), PLANE)
-    scan = load_scan(msd_dir / "imagesTr" / "hippocampus_001.nii.gz")
-    labels = load_label(msd_dir / "labelsTr" / "hippocampus_001.nii.gz", reference=scan).array
-    sl = planes.slice_view(labels, PLANE, INDEX)
-    r, c = np.argwhere(sl > 0)[len(np.argwhere(sl > 0)) // 2]
+    vh.wait_dragmode(page, vh.SEGMENT, "pan")
+    vh.cell(page, vh.SEGMENT, PLANE).scroll_into_view_if_needed()
+    # a labelled pixel well inside its region on the slice shown (the browser's own copy of the labels)
+    sl = vh.shown_labels(page, vh.SEGMENT, PLANE)
+    inner = (sl > 0) & (np.roll(sl, 1, 0) == sl) & (np.roll(sl, -1, 0) == sl) & (np.roll(sl, 1, 1) == sl) \
+        & (np.roll(sl, -1, 1) == sl)
+    assert inner.any(), "no labelled pixel on the slice shown"
+    r, c = np.argwhere(inner)[len(np.argwhere(inner)) // 2]
+    (x, y), = vh.to_screen(page, vh.SEGMENT, PLANE, [(float(r), float(c))])
+    page.mouse.click(x, y)
     msg = page.get_by_text(re.compile(r"Delete component of (anterior|posterior) in 3D: \d+ voxels changed"))
-    for attempt in range(3):  # the chart may still be re-rendering after the tool change: click again
-        wait_idle(page)
-        box = page.locator(ANY_DRAG).first.bounding_box()
-        page.mouse.click(box["x"] + (c + 0.5) * box["width"] / cols, box["y"] + (r + 0.5) * box["height"] / rows)
-        try:
-            msg.wait_for(timeout=20_000)
-            break
-        except Exception:  # noqa: BLE001 - retried; the last attempt's failure is reported below
-            if attempt == 2:
-                raise
+    msg.wait_for(timeout=60_000)
+    wait_idle(page)
     no_exception(page)
     assert int(re.search(r"(\d+) voxels changed", msg.inner_text()).group(1)) > 100
 

@@ -6,16 +6,17 @@ tilted pose, 1 x 1 x 1.2 mm voxels stored in another axis order) written as `sub
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from e2e import view_helpers as vh
 from e2e.page_helpers import wait_idle
 from segloop.config import WEIGHTS_DIR
 from segloop.data.phantom import make_scan, random_scan_to_mni
+from segloop.display import planes
 
 pytestmark = pytest.mark.e2e
 
@@ -43,29 +44,32 @@ def test_whole_head_scan_both_sides_boxes_and_jump(browser, start_server, artifa
             body = page.locator('[data-testid="stMain"]').inner_text()
             assert "register to MNI152" in body and "segment left" in body and "eTIV" in body
 
-            axial = '.st-key-seg_slice_axial input[type=range], .st-key-seg_slice_axial [role=slider]'
-            middle = page.locator(axial).first.evaluate("el => el.getAttribute('aria-valuenow') ?? el.value")
-            for attempt in range(3):  # a click landing while the page still redraws after the run can be lost
-                page.locator(".st-key-seg_goto_left button").click()
-                wait_idle(page)
-                try:
-                    page.wait_for_function(
-                        f"""() => {{ const s = document.querySelector('{axial}');
-                                     return s && (s.getAttribute('aria-valuenow') ?? s.value) !== '{middle}'; }}""",
-                        timeout=20_000)
-                    break
-                except Exception:  # noqa: BLE001 - clicked again; the box check below reports a miss
-                    if attempt == 2:
-                        raise
-            page.wait_for_timeout(1500)  # let the three charts redraw
-            # the dashed box outline is drawn in all three planes once the sliders sit on the left hippocampus
-            for plane in ("axial", "coronal", "sagittal"):
-                chart = page.locator(f'.st-key-seg_chart_{plane}_0 [data-testid="stPlotlyChart"]')
-                chart.wait_for(state="visible", timeout=60_000)
-                with contextlib.suppress(Exception):  # the charts redraw one by one: slow on a busy machine
-                    chart.locator("path.js-line").first.wait_for(state="attached", timeout=30_000)
-                assert chart.locator("path.js-line").count() >= 1, f"no box outline on the {plane} slice"
-            page.locator(".st-key-seg_chart_axial_0").scroll_into_view_if_needed()
+            vh.wait_loaded(page, vh.SEGMENT)
+            middle = {p: vh.shown(page, vh.SEGMENT, p) for p in planes.PLANES}
+            page.locator(".st-key-seg_goto_left button").click()
+            wait_idle(page)
+            # the three planes jump to the left hippocampus (the server moves the view; the browser adopts it)
+            page.wait_for_function(
+                """(middle) => Object.entries(middle).some(([p, k]) => {
+                     const c = document.querySelector(`.st-key-seg_view .vv-cell[data-plane=${p}]`);
+                     return c && c.dataset.slice !== String(k) && c.dataset.drawn === c.dataset.slice; })""",
+                arg=middle, timeout=60_000)
+            vh.wait_loaded(page, vh.SEGMENT)
+            moved = {p: vh.shown(page, vh.SEGMENT, p) for p in planes.PLANES}
+            assert moved != middle, moved
+            # the dashed box outline is drawn in all three planes once they sit on the left hippocampus
+            for plane in planes.PLANES:
+                sel = vh.cell_selector(vh.SEGMENT, plane)
+                page.wait_for_function(
+                    """(sel) => { const gd = document.querySelector(sel + ' .vv-plot');
+                         return (gd.layout.shapes || []).some(s => s.type === 'path' && s.line && s.line.dash === 'dash')
+                           && gd.querySelectorAll('.shapelayer path').length > 0; }""",
+                    arg=sel, timeout=30_000)
+                crosshair = page.evaluate(
+                    "(sel) => (document.querySelector(sel + ' .vv-plot').layout.shapes || []).filter(s => s.type === 'line').length",
+                    sel)
+                assert crosshair == 2, f"the {plane} view does not mark the hippocampus centre with a crosshair"
+            vh.cell(page, vh.SEGMENT, "axial").scroll_into_view_if_needed()
             page.screenshot(path=str(artifacts_dir / "wholehead-segment.png"))
         finally:
             page.close()
