@@ -112,9 +112,11 @@ class VolumeView {
     this.hoverPlane = null;
     // Plotly covers the page with a "dragcover" on mousedown, so a pointerup lands there, not on the
     // plot: the release of a press that started in a plane is heard on the window.
-    window.addEventListener("pointerup", (ev) => {
+    const release = (ev) => {
+      if (!this.root.isConnected) { window.removeEventListener("pointerup", release, true); return; } // page left
       for (const pl of this.planes.values()) if (pl.down || pl.stroke || pl.wl) this.onPointerUp(pl, ev);
-    }, true);
+    };
+    window.addEventListener("pointerup", release, true);
     G.builds += 1;
   }
 
