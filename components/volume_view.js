@@ -15,6 +15,7 @@ const G = (window.__segloopVV = window.__segloopVV || {
   plotly: null,
   timings: [], // {plane, how, ms}: input event -> new slice drawn (next animation frame)
   builds: 0,
+  marks: {},
 });
 const MAX_CACHED = 6;
 // A 1x1 transparent PNG: an overlay with nothing to show (an empty source would make Plotly drop the image).
@@ -22,16 +23,36 @@ const EMPTY = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcS
 const DEBOUNCE_MS = 600;
 const DRAG_PX = 4;
 
+// Plotly.js arrives deflated (1.4 MB instead of 4.8: Streamlit's media endpoint does not gzip) and is
+// kept in the browser's Cache Storage under its content-addressed URL, so a reload or a second tab
+// does not fetch it again. Where Cache Storage is unavailable (plain http to another host) it is fetched.
+async function inflate(response) {
+  return new Response(response.body.pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
+}
+
+async function fetchCached(url) {
+  let cache = null;
+  try { cache = await caches.open("segloop-v1"); } catch (err) { cache = null; }
+  let r = cache ? await cache.match(url) : null;
+  if (!r) {
+    r = await fetch(url);
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    if (cache) { try { await cache.put(url, r.clone()); } catch (err) { /* quota: fine without */ } }
+  }
+  return r;
+}
+
 function loadPlotly(url) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!G.plotly) {
-    G.plotly = new Promise((resolve, reject) => {
+    G.plotly = fetchCached(url).then(inflate).then((buf) => new Promise((resolve, reject) => {
       const s = document.createElement("script");
-      s.src = url;
+      s.src = URL.createObjectURL(new Blob([buf], { type: "text/javascript" }));
       s.onload = () => resolve(window.Plotly);
-      s.onerror = () => { G.plotly = null; reject(new Error("could not load Plotly")); };
+      s.onerror = () => reject(new Error("could not load Plotly"));
       document.head.appendChild(s);
-    });
+    }));
+    G.plotly.catch(() => { G.plotly = null; });
   }
   return G.plotly;
 }
@@ -42,7 +63,7 @@ function loadVolume(spec) {
     p = fetch(spec.url)
       .then((r) => {
         if (!r.ok) throw new Error(`volume ${r.status}`);
-        return new Response(r.body.pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
+        return inflate(r);
       })
       .then((buf) => (spec.dtype === "uint16" ? new Uint16Array(buf) : new Uint8Array(buf)));
     p.catch(() => G.volumes.delete(spec.url));
@@ -129,7 +150,11 @@ class VolumeView {
 
   async update(data) {
     this.data = data;
+    G.marks.mounted ??= performance.now(); // milestones since navigation start, for bench/browser.py
+    if (!this.Plotly) this.preview(data);
+    for (const spec of [data.image, data.labels, data.extra]) if (spec) loadVolume(spec); // fetch while Plotly loads
     const Plotly = await loadPlotly(data.plotly_url);
+    G.marks.plotly ??= performance.now();
     this.Plotly = Plotly;
     if (this.data !== data) return; // a newer update arrived while Plotly loaded
     const key = JSON.stringify([data.planes, data.height, data.image.shape]);
@@ -153,6 +178,43 @@ class VolumeView {
     this.loadAll();
     for (const pl of this.planes.values()) this.setDragmode(pl);
     this.drawAll("data");
+  }
+
+  // Before Plotly.js is ready (the first visit: ~1.4 MB to fetch and 4.8 MB to parse): the slices the
+  // server rendered, as still images at the view's size and aspect, so the first image never waits.
+  preview(data) {
+    if (this.layoutKey || this.previewed || !data.first || !Object.keys(data.first).length) return;
+    this.previewed = true;
+    this.root.style.setProperty("--vv-cols", String(data.planes.length));
+    this.root.innerHTML = "";
+    for (const name of data.planes) {
+      const f = data.first[name], g = data.geometry[name], [rowMM, colMM] = data.pixel_mm[name];
+      const cell = document.createElement("div");
+      cell.className = "vv-cell vv-preview";
+      cell.dataset.plane = name;
+      cell.innerHTML = `<div class="vv-head"><span class="vv-title">${name[0].toUpperCase()}${name.slice(1)} ` +
+        `${f ? f.index + 1 : "–"} / ${g.n}</span></div><div class="vv-plot vv-still" style="height:${data.height}px"></div>`;
+      this.root.appendChild(cell);
+      if (!f) continue;
+      const box = cell.querySelector(".vv-still");
+      const scale = Math.min(box.clientWidth / (g.cols * colMM), data.height / (g.rows * rowMM));
+      const stack = document.createElement("div");
+      stack.className = "vv-stack";
+      stack.style.width = `${g.cols * colMM * scale}px`;
+      stack.style.height = `${g.rows * rowMM * scale}px`;
+      for (const [src, opacity] of [[f.grey, 1], [f.labels, data.style.opacity]]) {
+        if (!src) continue;
+        const img = new Image();
+        img.src = src;
+        img.style.opacity = String(opacity);
+        stack.appendChild(img);
+      }
+      box.appendChild(stack);
+      stack.firstChild.decode().then(() => {
+        G.marks.firstImage ??= performance.now();
+        cell.dataset.preview = String(f.index);
+      }).catch(() => {});
+    }
   }
 
   build(key) {
@@ -235,7 +297,7 @@ class VolumeView {
     plot.addEventListener("wheel", (ev) => this.onWheel(pl, ev), { passive: false });
     plot.addEventListener("pointerdown", (ev) => this.onPointerDown(pl, ev), true);
     plot.addEventListener("pointermove", (ev) => this.onPointerMove(pl, ev), true);
-    plot.addEventListener("pointerleave", () => { pl.status.innerHTML = "&nbsp;"; });
+    plot.addEventListener("pointerleave", () => { pl.lastPoint = null; pl.status.innerHTML = "&nbsp;"; });
     plot.addEventListener("contextmenu", (ev) => ev.preventDefault()); // the right button sets the window
   }
 
@@ -417,6 +479,8 @@ class VolumeView {
     this.Plotly.relayout(pl.plot, update).then(() => new Promise(requestAnimationFrame)).then(() => {
       pl.drawing = false;
       pl.cell.dataset.drawn = String(k);
+      if (pl.lastPoint) this.showStatus(pl, pl.lastPoint); // the read-out follows the slice under a still pointer
+      G.marks.firstDrawn ??= performance.now();
       if (t0 !== undefined) {
         G.timings.push({ plane: pl.name, how, ms: performance.now() - t0 });
         if (G.timings.length > 2000) G.timings.shift();
@@ -565,6 +629,7 @@ class VolumeView {
       return;
     }
     const p = this.pointAt(pl, ev);
+    pl.lastPoint = p;
     if (p) this.showStatus(pl, p);
     if (pl.stroke && p) {
       ev.stopPropagation();

@@ -247,3 +247,17 @@ def test_go_to_a_voxel_moves_every_plane_and_the_browser_adopts_it(editor) -> No
     editor.go_to_voxel((50, -3, 5))  # clipped to the scan
     assert session.case_view()["crosshair"] == [9, 0, 5]
     assert editor.shown_slice("sagittal") == 9
+
+
+def test_the_vendored_plotly_bundle_is_the_version_the_plotly_package_ships() -> None:
+    import re
+    from pathlib import Path
+
+    import plotly
+
+    from components.volume_view import PLOTLY_JS
+
+    def version(path: Path) -> str:
+        return re.search(r"plotly\.js (?:\(basic - minified\) )?v(\d+\.\d+\.\d+)", path.read_text()[:400]).group(1)
+
+    assert version(PLOTLY_JS) == version(Path(plotly.__file__).parent / "package_data" / "plotly.min.js")
