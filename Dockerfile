@@ -28,8 +28,10 @@ ENV HOME=/home/user \
     PATH=/home/user/.local/bin:$PATH
 
 EXPOSE 7860
-# Logs which workspace was chosen and why, then serves the app. XSRF protection stays on, except inside a
-# Hugging Face Space (which sets SPACE_ID): a Space is shown in an iframe on huggingface.co, where
-# Streamlit's XSRF cookie is blocked and uploads fail with 403, and Hugging Face documents turning the
-# check off for Streamlit Spaces.
-CMD ["sh", "-c", "python -m segloop workspace where; if [ -n \"$SPACE_ID\" ]; then export STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=false; fi; exec streamlit run app.py --server.port 7860 --server.address 0.0.0.0 --server.headless true"]
+# Logs which workspace was chosen and why, writes the sign-in settings ([auth] in .streamlit/secrets.toml)
+# when the environment holds them (a Space with hf_oauth: true, or SEGLOOP_OIDC_*; see components/auth_setup.py),
+# then serves the app. XSRF protection stays on, except inside a Hugging Face Space (which sets SPACE_ID): a
+# Space is shown in an iframe on huggingface.co, where Streamlit's XSRF cookie is blocked and uploads fail with
+# 403, and Hugging Face documents turning the check off for Streamlit Spaces. With sign-in configured Streamlit
+# keeps the check on anyway; the app is then used in its own tab (README, "Sign-in and roles").
+CMD ["sh", "-c", "python -m segloop workspace where; python -m components.auth_setup; if [ -n \"$SPACE_ID\" ]; then export STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=false; fi; exec streamlit run app.py --server.port 7860 --server.address 0.0.0.0 --server.headless true"]

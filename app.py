@@ -2,6 +2,9 @@
 
 Pages are picked up from the files present in pages/, in the order of PAGE_ORDER, so a page can be
 added by dropping its file there (unknown files are appended, titled from their name).
+
+With sign-in configured (an [auth] section in Streamlit's secrets) nothing but the sign-in screen runs
+until someone is signed in (`components.auth.gate`); without it the app runs in single-user local mode.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ PAGE_ORDER = {
     "cases": ("Cases", ":material/folder_open:"),
     "retrain": ("Retrain", ":material/model_training:"),
     "models": ("Models", ":material/hub:"),
+    "access": ("Access & audit", ":material/admin_panel_settings:"),
 }
 
 
-def page_list(pages_dir: Path = PAGES_DIR) -> list:
-    """st.Page objects for the page files present; the viewer is the default page."""
-    present = {p.stem: p for p in sorted(pages_dir.glob("*.py")) if not p.stem.startswith("_")}
+def page_list(pages_dir: Path = PAGES_DIR, hidden: set[str] | frozenset[str] = frozenset()) -> list:
+    """st.Page objects for the page files present, less the `hidden` stems; the viewer is the default page."""
+    present = {p.stem: p for p in sorted(pages_dir.glob("*.py"))
+               if not p.stem.startswith("_") and p.stem not in hidden}
     stems = [s for s in PAGE_ORDER if s in present] + [s for s in present if s not in PAGE_ORDER]
     pages = []
     for stem in stems:
@@ -33,6 +38,7 @@ def page_list(pages_dir: Path = PAGES_DIR) -> list:
     return pages
 
 
+from components import auth  # noqa: E402
 from components.app_shell import mark_app_shell  # noqa: E402
 
 st.set_page_config(page_title="SegLoop", layout="wide", page_icon=":material/neurology:")
@@ -40,9 +46,13 @@ mark_app_shell()
 with st.sidebar:
     st.markdown("### SegLoop")
     st.caption("3D segmentation with a human in the loop")
-nav = st.navigation(page_list())
+if auth.needs_sign_in():  # no page list either: it replaces the pages/-folder list a deep link may have shown
+    st.navigation(page_list(), position="hidden")
+identity, role = auth.gate()  # the sign-in screen, and nothing else, until someone is signed in
+nav = st.navigation(page_list(hidden=auth.hidden_pages(identity, role)))
 nav.run()
 with st.sidebar:
     source = st.session_state.get("data_source")
     if source:
         st.caption(f"Data: {source}")
+    auth.account_sidebar(identity, role)

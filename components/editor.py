@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from components import session
+from components import auth, session
 from components.volume_view import move_to
 from segloop.display import planes
 from segloop.editing import operations
@@ -33,6 +33,7 @@ from segloop.editing.selections import apply_view_event
 from segloop.editing.tools import HELP, Tool
 from segloop.errors import SegLoopError
 from segloop.io.readers import labels_from_array
+from segloop.store.identity import Action
 
 HISTORY_KEY = "seg_history"
 BASE_KEY = "seg_base"  # {"version_id", "version", "model_id", "kind"} of the saved version being edited
@@ -42,7 +43,7 @@ NONCE_KEY = "seg_nonce"
 LAST_BOX_KEY = "seg_last_box"
 MESSAGE_KEY = "seg_message"
 SAVED_KEY = "seg_saved"
-AUTHOR_KEY = "seg_author_name"
+AUTHOR_KEY = auth.AUTHOR_KEY  # "seg_author_name": the name typed in local mode
 NAMES_KEY = "seg_label_names"
 HISTORY_BYTES = 64 * 1024 * 1024
 
@@ -509,9 +510,10 @@ def save_correction(store, scan_id: int) -> None:
     st.session_state[AUTHOR_KEY] = author
     base = st.session_state.get(BASE_KEY) or {}
     labels = editable_labels()
-    try:
+    try:  # signed in, the identity is the author (the core checks its role again)
         v = save_label_version(store, scan_id, labels, session.current_volume(), kind="correction", author=author,
-                               parent_version_id=base.get("version_id"), model_id=base.get("model_id"))
+                               parent_version_id=base.get("version_id"), model_id=base.get("model_id"),
+                               identity=auth.current_identity())
     except SegLoopError as exc:
         _say(str(exc))
         return
@@ -534,10 +536,17 @@ def _remember_author() -> None:
 
 
 def save_panel(store, scan, names: dict[int, str]) -> None:
-    """Author name, unsaved-change warning, Save button and what the last save recorded."""
-    if "seg_author" not in st.session_state:
-        st.session_state["seg_author"] = st.session_state.get(AUTHOR_KEY, "")
-    st.text_input("Your name (recorded with the version)", key="seg_author", on_change=_remember_author)
+    """Author name (local mode; signed in, the identity), unsaved-change warning, Save button and what the last
+    save recorded."""
+    identity = auth.current_identity()
+    may_save = auth.allowed(Action.SAVE, identity)
+    if identity.local:
+        if "seg_author" not in st.session_state:
+            st.session_state["seg_author"] = st.session_state.get(AUTHOR_KEY, "")
+        st.text_input("Your name (recorded with the version)", key="seg_author", on_change=_remember_author)
+    else:
+        st.caption(f"Saved versions are recorded as **{identity.label}**."
+                   + ("" if may_save else f" {auth.needs(Action.SAVE)}"))
     changed = unsaved_voxels()
     base = st.session_state.get(BASE_KEY)
     origin = f"version {base['version']} ({base['kind']})" if base else "the labels the scan was opened with"
@@ -546,7 +555,7 @@ def save_panel(store, scan, names: dict[int, str]) -> None:
     else:
         st.caption(f"No unsaved changes (same as {origin}).")
     st.button("Save correction", key="seg_save", type="primary", on_click=save_correction, args=(store, scan.id),
-              disabled=scan is None, icon=":material/save:")
+              disabled=scan is None or not may_save, icon=":material/save:")
     saved = st.session_state.get(SAVED_KEY)
     if saved:
         dice = saved["dice"] or {}

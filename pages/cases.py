@@ -8,12 +8,13 @@ import os
 import pandas as pd
 import streamlit as st
 
-from components import session
+from components import auth, session
 from components.app_shell import ensure_app_shell
 from components.scan_picker import keep_case_in_url
 from components.store import dice_columns, fmt_time, get_store, label_names_for
 from segloop import config
 from segloop.errors import SegLoopError
+from segloop.store.identity import Action
 from segloop.store.label_versions import approve, status_from_versions
 from segloop.store.review_queue import STRATEGIES, review_queue
 
@@ -52,12 +53,14 @@ if flash := st.session_state.pop("cases_flash", None):
 store = get_store()
 active = store.active_model()
 names = label_names_for(active)
+identity = auth.current_identity()
 
-with st.sidebar:
-    if "author" not in st.session_state:
-        st.session_state["author"] = st.session_state.get(AUTHOR_KEY, "")
-    st.text_input("Your name", key="author", help="Recorded with every approval and correction you make.")
-    st.session_state[AUTHOR_KEY] = st.session_state["author"]
+if identity.local:  # signed in, the name recorded is the identity's
+    with st.sidebar:
+        if "author" not in st.session_state:
+            st.session_state["author"] = st.session_state.get(AUTHOR_KEY, "")
+        st.text_input("Your name", key="author", help="Recorded with every approval and correction you make.")
+        st.session_state[AUTHOR_KEY] = st.session_state["author"]
 
 folder = config.data_dir()
 scans = store.scans()
@@ -178,9 +181,11 @@ else:
         case_link(pick, f"Review {pick} first")
     with col_b:
         st.write("")
-        if st.button("Approve", key="approve_btn", type="primary"):
+        may_approve = auth.allowed(Action.APPROVE, identity)
+        if st.button("Approve", key="approve_btn", type="primary", disabled=not may_approve,
+                     help=None if may_approve else auth.needs(Action.APPROVE)):
             try:
-                v = approve(store, corrected[pick].id, author=author())
+                v = approve(store, corrected[pick].id, author=author(), identity=identity)
                 st.session_state["cases_flash"] = f"{pick}: approved as label version v{v.version}."
                 st.rerun()
             except SegLoopError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from components import auth
 from components.app_shell import ensure_app_shell
 from components.charts import dice_bars
 from components.scan_picker import keep_case_in_url
@@ -16,6 +17,7 @@ from components.store import fmt_time, get_store, label_names_for
 from segloop.errors import SegLoopError
 from segloop.model.card import load_card, training_data_summary
 from segloop.model.evaluations import group_by_evaluation
+from segloop.store.identity import Action
 from segloop.store.registry import activate, activation_history, list_models, model_metrics, rollback
 
 
@@ -52,12 +54,15 @@ by_id = {m.id: m for m in models}
 active = store.active_model()
 names = label_names_for(active or models[0])
 metrics = {m.version: model_metrics(m) for m in models}  # read each card once
+identity = auth.current_identity()
+trained_by = {r.result_model_id: r.started_by for r in store.runs() if r.result_model_id and r.started_by}
 
 st.dataframe(pd.DataFrame([
     {"Version": m.version, "Active": "● active" if m.active else "", "Name": m.name,
      "Parent": f"v{by_id[m.parent_id].version}" if m.parent_id in by_id else "—",
      "Created": fmt_time(m.created_at), "Data used": _data_used(m),
      "Validated on": _measured_on(metrics[m.version]), "Note": m.note}
+    | ({"Trained by": trained_by.get(m.id, "")} if trained_by else {})
     for m in models]), hide_index=True, key="models_table", width="stretch")
 
 # --------------------------------------------------------------------------- fair comparison
@@ -98,6 +103,9 @@ else:
 
 st.subheader("Activate or roll back")
 st.caption(f"Active now: v{active.version} ({active.name})" if active else "No model is active.")
+may_activate, may_rollback = auth.allowed(Action.ACTIVATE, identity), auth.allowed(Action.ROLLBACK, identity)
+if not may_activate:
+    st.caption(f"Activating and rolling back: {auth.needs(Action.ACTIVATE).lower()}")
 col_v, col_a, col_r = st.columns([2, 1, 1])
 with col_v:
     versions = [m.version for m in models]
@@ -105,18 +113,20 @@ with col_v:
                         format_func=lambda v: f"v{v}" + (" (active)" if active and active.version == v else ""))
 with col_a:
     st.write("")
-    if st.button("Activate", key="activate_btn", type="primary", disabled=bool(active and active.version == pick)):
+    if st.button("Activate", key="activate_btn", type="primary",
+                 disabled=bool(active and active.version == pick) or not may_activate):
         try:
-            activate(store, int(pick), author=_author())
+            activate(store, int(pick), author=_author(), identity=identity)
             st.session_state["models_flash"] = f"v{pick} is now the active model: new predictions use it."
             st.rerun()
         except SegLoopError as exc:
             st.error(str(exc))
 with col_r:
     st.write("")
-    if st.button("Roll back", key="rollback_btn", help="Re-activate the model that was active before this one"):
+    if st.button("Roll back", key="rollback_btn", help="Re-activate the model that was active before this one",
+                 disabled=not may_rollback):
         try:
-            m = rollback(store, author=_author())
+            m = rollback(store, author=_author(), identity=identity)
             st.session_state["models_flash"] = f"Rolled back: v{m.version} is the active model again."
             st.rerun()
         except SegLoopError as exc:

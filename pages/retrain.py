@@ -11,12 +11,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from components import auth
 from components.app_shell import ensure_app_shell
 from components.charts import dice_bars, training_curves
 from components.scan_picker import keep_case_in_url
 from components.store import fmt_time, get_store, label_names_for
 from segloop import config
 from segloop.errors import SegLoopError
+from segloop.store.identity import Action
 from segloop.store.registry import list_models
 from segloop.store.vocabulary import ACTIVE_RUN_STATES
 from segloop.training.finetune import (
@@ -44,7 +46,9 @@ def render_run(store, run_id: int, was_active: bool, names: dict[int, str]) -> N
     if was_active and status not in ACTIVE_RUN_STATES:
         st.rerun()  # it just ended: redraw the whole page (stops polling, shows the result)
     stage = (s.get("stage") or {}).get("stage", status)
+    by = store.run(run_id).started_by
     st.markdown(f"**Run #{s['id']}** · status **{status}** · stage {stage} · started {fmt_time(s['started_at'])}"
+                + (f" by {by}" if by else "")
                 + (f" · {s['elapsed_s']:.0f} s" if s.get("elapsed_s") is not None else ""))
     epochs = int(prog.get("epochs") or s["params"].get("epochs") or 0)
     done = int(prog.get("epoch") or (len(hist.get("epoch") or [])))
@@ -64,9 +68,13 @@ def render_run(store, run_id: int, was_active: bool, names: dict[int, str]) -> N
     if status in ACTIVE_RUN_STATES:
         if s["cancel_requested"]:
             st.caption("Cancel requested: the run stops after the current epoch.")
-        elif st.button("Cancel run", key=f"cancel_{run_id}"):
-            cancel(store, run_id)  # returns at once; this fragment follows the run to its end
-            st.rerun()
+        else:
+            identity = auth.current_identity()
+            may_cancel = auth.allowed(Action.TRAIN, identity)
+            if st.button("Cancel run", key=f"cancel_{run_id}", disabled=not may_cancel,
+                         help=None if may_cancel else auth.needs(Action.TRAIN)):
+                cancel(store, run_id, identity=identity)  # returns at once; this fragment follows the run to its end
+                st.rerun()
     elif status == "failed":
         st.error(f"Run #{run_id} failed: {s['error']}")
     elif status == "cancelled":
@@ -179,12 +187,16 @@ problems = plan.problems()
 if not plan.validation:
     st.warning(problems[-1])
 
-if st.button("Start training", key="start_btn", type="primary", disabled=not plan.validation):
+identity = auth.current_identity()
+may_train = auth.allowed(Action.TRAIN, identity)
+if not may_train:
+    st.caption(f"Starting and cancelling training runs: {auth.needs(Action.TRAIN).lower()}")
+if st.button("Start training", key="start_btn", type="primary", disabled=not plan.validation or not may_train):
     if problems:
         st.error(problems[0])
     else:
         try:
-            rid = start_training(store, plan.params)
+            rid = start_training(store, plan.params, identity=identity)
             st.session_state["retrain_flash"] = f"Run #{rid} started in the background."
             st.rerun()
         except SegLoopError as exc:
@@ -200,6 +212,7 @@ if current is not None:
     if len(runs) > 1:
         with st.expander(f"Earlier runs ({len(runs) - 1})"):
             st.dataframe(pd.DataFrame([{"Run": r.id, "Status": r.status, "Started": fmt_time(r.started_at),
-                                        "Epochs": r.params.get("epochs"), "Result": r.result_model_id,
-                                        "Error": r.error or ""} for r in reversed(runs[:-1])]),
+                                        "By": r.started_by, "Epochs": r.params.get("epochs"),
+                                        "Result": r.result_model_id, "Error": r.error or ""}
+                                       for r in reversed(runs[:-1])]),
                          hide_index=True, key="runs_table")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import editor, segmentation, session
+from components import auth, editor, segmentation, session
 from components.app_shell import ensure_app_shell
 from components.scan_picker import describe, scan_picker
 from components.slice_viewer import window_controls
@@ -12,6 +12,7 @@ from components.volume_view import SHORTCUT_HELP, box_outlines, volume_view
 from segloop.display import planes
 from segloop.display.render import OverlayStyle
 from segloop.editing.tools import Tool
+from segloop.store.identity import Action
 from segloop.wholehead.segment import Mode
 
 MODE_LABELS = {Mode.AUTO: "Auto", Mode.CROP: "Crop as it is", Mode.WHOLE_HEAD: "Whole head"}
@@ -74,7 +75,9 @@ with head:
              help="Auto decides from the scan's field of view: a hippocampus crop like the training data runs as it is; "
                   "a whole head is first registered to the MNI152 template to find both hippocampi.")
     if pred is None:
-        if st.button("Run segmentation", key="seg_run", type="primary", icon=":material/play_arrow:"):
+        may_segment = auth.allowed(Action.SEGMENT)
+        if st.button("Run segmentation", key="seg_run", type="primary", icon=":material/play_arrow:",
+                     disabled=not may_segment, help=None if may_segment else auth.needs(Action.SEGMENT)):
             try:
                 with st.status(f"Running {model.title} on {case}…", expanded=True) as status:
                     st.write("Localising (whole head: registration to MNI152), running the network, post-processing…")

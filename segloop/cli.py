@@ -24,6 +24,7 @@ from segloop.model.doctor import doctor_report
 from segloop.model.inference import default_model_path
 from segloop.model.metrics import evaluate_folders, format_evaluation, per_case_rows
 from segloop.store.database import Datastore, LabelVersion
+from segloop.store.identity import audit_csv, audit_rows, audit_trail, local_identity
 from segloop.store.label_versions import list_versions, save_label_version
 from segloop.store.registry import ensure_shipped_model
 from segloop.store.vocabulary import LabelKind, RunState, ScanSource
@@ -277,6 +278,7 @@ def _workspace(args: argparse.Namespace) -> Datastore:
 
 def _version_row(v: LabelVersion) -> dict:
     return {"id": v.id, "scan_id": v.scan_id, "version": v.version, "kind": str(v.kind), "author": v.author,
+            "author_subject": v.author_subject, "author_email": v.author_email,
             "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at)), "parent_version_id":
             v.parent_version_id, "model_id": v.model_id, "changed_voxels": v.changed_voxels,
             "dice_vs_model": v.dice_vs_model, "note": v.note, "path": v.path}
@@ -302,8 +304,9 @@ def _cmd_ws_add_label(args: argparse.Namespace) -> int:
     scan = store.scan(args.scan_id)
     reference = load_scan(scan.image_path)
     label = load_label(args.label_file, reference=reference)  # refuses a map on another grid
+    who = local_identity(args.author)  # the OS user unless --author names someone
     version = save_label_version(store, scan.id, label.array, reference, LabelKind.CORRECTION,
-                                 author=args.author, note=args.note)
+                                 author=who.name, note=args.note, identity=who)
     row = _version_row(version)
     print(json.dumps(row, indent=2) if args.json else f"scan {scan.id} ({scan.name}): version {version.version} "
           f"saved by {version.author} ({version.path})")
@@ -334,6 +337,19 @@ def _cmd_ws_export(args: argparse.Namespace) -> int:
         raise SegLoopError(f"scan {scan.id} has no label version {args.version}")
     atomic_write_bytes(args.out, Path(match[0].path).read_bytes())  # already on the scan's own grid
     print(f"{args.out}: scan {scan.id} ({scan.name}) version {args.version} ({match[0].kind})")
+    return 0
+
+
+def _cmd_ws_audit(args: argparse.Namespace) -> int:
+    entries = audit_trail(_workspace(args), local_identity())
+    if args.out:
+        atomic_write_bytes(args.out, audit_csv(entries).encode())
+        print(f"{args.out}: {len(entries)} audit trail entries")
+    elif args.json:
+        print(json.dumps(audit_rows(entries), indent=2))
+    else:
+        for r in audit_rows(entries):
+            print(f"{r['time']}  {r['action']:<12} {r['email'] or r['name'] or r['subject']:<28} {r['target']}")
     return 0
 
 
@@ -520,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "must be on the scan's grid (same shape and affine); nothing is overwritten.")
     p.add_argument("scan_id", type=int, metavar="SCAN_ID", help="the scan's id (from add-scan or versions)")
     p.add_argument("label_file", metavar="LABEL_FILE", help="label map (NIfTI, NRRD, MHA) on the scan's grid")
-    p.add_argument("--author", required=True, help="who made this correction (recorded with the version)")
+    p.add_argument("--author", default=None, help="who made this correction (recorded with the version; default: "
+                                                  "the OS user, who is recorded as the subject either way)")
     p.add_argument("--note", default="", help="free text recorded with the version")
     p.set_defaults(func=_cmd_ws_add_label)
     p = ws_sub.add_parser("versions", help="list a scan's label versions",
@@ -533,6 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, required=True, metavar="N", help="the version number to export")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write it (.nii.gz)")
     p.set_defaults(func=_cmd_ws_export)
+    p = ws_sub.add_parser("audit", help="print or export the audit trail (who saved, approved, activated what, when)",
+                          description="Print the workspace's audit trail, oldest first, or write it as CSV with --out.")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the trail as CSV to FILE")
+    p.set_defaults(func=_cmd_ws_audit)
     p = ws_sub.add_parser("where", help="say which workspace folder is used and why",
                           description="Print the workspace folder SegLoop uses (SEGLOOP_WORKSPACE, else /data/segloop "
                                       "when /data is writable, else ~/.segloop) and why it was chosen.")

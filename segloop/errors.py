@@ -34,3 +34,15 @@ class ModelError(SegLoopError):
     message : str
         One sentence naming the model and what is wrong.
     """
+
+
+class PermissionDenied(SegLoopError):
+    """The acting person's role does not allow what they asked for (see `segloop.store.identity`).
+
+    Raised by the core itself, whatever page or command asked: a page hiding a button is not the only gate.
+
+    Parameters
+    ----------
+    message : str
+        One sentence naming who, what they tried, and which role it needs.
+    """

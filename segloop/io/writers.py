@@ -145,10 +145,31 @@ def write_csv(path: str | Path, rows: list[dict]) -> Path:
     Path
         `path`.
     """
+    atomic_write_bytes(path, csv_text(rows).encode())
+    return Path(path)
+
+
+def csv_text(rows: list[dict]) -> str:
+    """A table as CSV text (what `write_csv` writes), e.g. for a download button.
+
+    Parameters
+    ----------
+    rows : list of dict
+        As in `write_csv`.
+
+    Returns
+    -------
+    str
+        A header line, then one line per row, each ending in a newline.
+
+    Examples
+    --------
+    >>> csv_text([{"a": 1, "b": "x,y"}, {"a": 2}]).splitlines()
+    ['a,b', '1,"x,y"', '2,']
+    """
     columns = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
-    return Path(path)
+    return buf.getvalue()

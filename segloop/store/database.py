@@ -138,8 +138,63 @@ MIGRATIONS.append(
     CREATE INDEX scans_by_name ON scans(name);
     """
 )
+MIGRATIONS.append(
+    # Schema 3: who did it, from the sign-in (`segloop.store.identity`): the subject and e-mail of the person
+    # behind every label version, activation and training run (empty for rows made before, or by the model);
+    # the roles given in the app; and the audit trail, append-only: triggers refuse any UPDATE, DELETE or
+    # INSERT OR REPLACE (whose delete fires no delete trigger).
+    """
+    ALTER TABLE label_versions ADD COLUMN author_subject TEXT NOT NULL DEFAULT '';
+    ALTER TABLE label_versions ADD COLUMN author_email TEXT NOT NULL DEFAULT '';
+    ALTER TABLE model_activations ADD COLUMN author_subject TEXT NOT NULL DEFAULT '';
+    ALTER TABLE model_activations ADD COLUMN author_email TEXT NOT NULL DEFAULT '';
+    ALTER TABLE training_runs ADD COLUMN started_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE training_runs ADD COLUMN started_by_subject TEXT NOT NULL DEFAULT '';
+    ALTER TABLE training_runs ADD COLUMN started_by_email TEXT NOT NULL DEFAULT '';
+    CREATE TABLE roles (
+        principal TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('none', 'viewer', 'annotator', 'reviewer', 'admin')),
+        granted_by_subject TEXT NOT NULL DEFAULT '',
+        granted_by_email TEXT NOT NULL DEFAULT '',
+        granted_at REAL NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        actor_subject TEXT NOT NULL,
+        actor_email TEXT NOT NULL DEFAULT '',
+        actor_name TEXT NOT NULL DEFAULT '',
+        actor_role TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL CHECK (action IN ('save', 'approve', 'activate', 'rollback', 'train_start',
+                                               'train_cancel', 'role_change')),
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: entries cannot be changed'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: entries cannot be deleted'); END;
+    CREATE TRIGGER audit_log_no_replace BEFORE INSERT ON audit_log
+    WHEN EXISTS (SELECT 1 FROM audit_log WHERE id = NEW.id)
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: entries cannot be replaced'); END;
+    """
+)
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into its SQL statements (a trigger body's own semicolons do not end one)."""
+    out, buf = [], ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip(" \n;"):
+        out.append(buf.strip())
+    return out
 
 
 def _loads(text: str | None, default: Any = None) -> Any:
@@ -216,7 +271,8 @@ class LabelVersion:
     model_id : int or None
         The model whose prediction it is or descends from.
     author : str
-        Who saved it ("model" for predictions); may be empty.
+        Who saved it, as shown: the signed-in person's e-mail, else the name given ("model" for
+        predictions); may be empty.
     created_at : float
         Unix time of the save.
     note : str
@@ -226,6 +282,11 @@ class LabelVersion:
         version up its parent chain; None when there is none (e.g. a model prediction saved without parent).
     changed_voxels : int or None
         Voxels that differ from the parent version; None without a parent, 0 for an approval.
+    author_subject : str, optional
+        The saver's identity: the sign-in subject (``sub``), ``local:<OS user>`` in local mode; empty
+        for a model's prediction and for versions saved before schema 3.
+    author_email : str, optional
+        The signed-in saver's e-mail address; empty in local mode.
     """
 
     id: int
@@ -240,6 +301,8 @@ class LabelVersion:
     note: str
     dice_vs_model: dict[str, float] | None
     changed_voxels: int | None
+    author_subject: str = ""
+    author_email: str = ""
 
 
 @dataclass
@@ -315,6 +378,8 @@ class TrainingRun:
         One-line reason of a failed or cancelled run.
     log_path : str or None
         The job's combined stdout/stderr log, ``<run_dir>/job.log``.
+    started_by, started_by_subject, started_by_email : str, optional
+        Who started it: as shown (e-mail or name), sign-in subject, e-mail (empty before schema 3).
     """
 
     id: int
@@ -329,6 +394,65 @@ class TrainingRun:
     result_model_id: int | None
     error: str | None
     log_path: str | None
+    started_by: str = ""
+    started_by_subject: str = ""
+    started_by_email: str = ""
+
+
+@dataclass
+class RoleAssignment:
+    """A role given in the app to an e-mail address or a whole domain: one row of the ``roles`` table.
+
+    Parameters
+    ----------
+    principal : str
+        A lower-case e-mail address (``ann@example.org``) or domain (``@example.org``).
+    role : str
+        A `Role` value.
+    granted_by_subject, granted_by_email : str
+        The admin who gave it.
+    granted_at : float
+        Unix time it was given (or last changed).
+    """
+
+    principal: str
+    role: str
+    granted_by_subject: str
+    granted_by_email: str
+    granted_at: float
+
+
+@dataclass
+class AuditEntry:
+    """One line of the audit trail, never changed once written: one row of the ``audit_log`` table.
+
+    Parameters
+    ----------
+    id : int
+        Row id, increasing with time.
+    created_at : float
+        Unix time of the action.
+    actor_subject, actor_email, actor_name : str
+        Who did it: sign-in subject (``local:<OS user>`` in local mode), e-mail, display name.
+    actor_role : str
+        Their role when they did it ("local" in single-user local mode).
+    action : str
+        An `AuditAction` value.
+    target : str
+        What it was done to, in words ("scan 3 (case_001) v4", "model v2", "run #5", an e-mail).
+    detail : dict
+        Ids and values behind it (stored as JSON).
+    """
+
+    id: int
+    created_at: float
+    actor_subject: str
+    actor_email: str
+    actor_name: str
+    actor_role: str
+    action: str
+    target: str
+    detail: dict[str, Any]
 
 
 @dataclass
@@ -375,7 +499,7 @@ def _scan(row: sqlite3.Row) -> ScanRecord:
 def _version(row: sqlite3.Row) -> LabelVersion:
     return LabelVersion(row["id"], row["scan_id"], row["version"], row["kind"], row["path"], row["parent_version_id"],
                         row["model_id"], row["author"], row["created_at"], row["note"], _loads(row["dice_vs_model"]),
-                        row["changed_voxels"])
+                        row["changed_voxels"], row["author_subject"], row["author_email"])
 
 
 def _model(row: sqlite3.Row) -> ModelRecord:
@@ -387,7 +511,13 @@ def _model(row: sqlite3.Row) -> ModelRecord:
 def _run(row: sqlite3.Row) -> TrainingRun:
     return TrainingRun(row["id"], row["status"], row["base_model_id"], _loads(row["params"], {}), row["run_dir"],
                        row["pid"], row["created_at"], row["started_at"], row["finished_at"], row["result_model_id"],
-                       row["error"], row["log_path"])
+                       row["error"], row["log_path"], row["started_by"], row["started_by_subject"],
+                       row["started_by_email"])
+
+
+def _audit(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(row["id"], row["created_at"], row["actor_subject"], row["actor_email"], row["actor_name"],
+                      row["actor_role"], row["action"], row["target"], _loads(row["detail"], {}))
 
 
 def _prediction(row: sqlite3.Row) -> PredictionInfo:
@@ -606,9 +736,41 @@ class _Reads:
         list of dict
             One dict per activation or rollback, oldest first, with keys ``id``, ``model_id``,
             ``previous_model_id`` (None for the first), ``action`` ("activate" or "rollback"), ``author``
-            and ``created_at`` (Unix time).
+            (as shown), ``author_subject`` and ``author_email`` (see `LabelVersion`) and ``created_at``
+            (Unix time).
         """
         return [dict(r) for r in self._all("SELECT * FROM model_activations ORDER BY id")]
+
+    # roles and the audit trail
+    def role_assignments(self) -> list[RoleAssignment]:
+        """List the roles given in the app (those of the roles file are not in the database).
+
+        Returns
+        -------
+        list of RoleAssignment
+            Sorted by principal (domains, which start with "@", first).
+        """
+        return [RoleAssignment(r["principal"], r["role"], r["granted_by_subject"], r["granted_by_email"],
+                               r["granted_at"]) for r in self._all("SELECT * FROM roles ORDER BY principal")]
+
+    def audit_entries(self, limit: int | None = None) -> list[AuditEntry]:
+        """List the audit trail, oldest first.
+
+        Parameters
+        ----------
+        limit : int, optional
+            Only the newest `limit` entries (still oldest first); None: all.
+
+        Returns
+        -------
+        list of AuditEntry
+        """
+        if limit is None:
+            rows = self._all("SELECT * FROM audit_log ORDER BY id")
+        else:
+            rows = self._all("SELECT * FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT ?) ORDER BY id",
+                             (int(limit),))
+        return [_audit(r) for r in rows]
 
     # training runs
     def runs(self) -> list[TrainingRun]:
@@ -789,7 +951,7 @@ class Tx(_Reads):
 
     def insert_label_version(self, scan_id: int, version: int, kind: str, path: str, parent_version_id: int | None,
                              model_id: int | None, author: str, note: str, dice_vs_model: dict | None,
-                             changed_voxels: int | None) -> int:
+                             changed_voxels: int | None, author_subject: str = "", author_email: str = "") -> int:
         """Insert one label version row (the file must already be in place).
 
         Parameters
@@ -810,6 +972,8 @@ class Tx(_Reads):
             Dice per label value against the model prediction it descends from; stored as JSON.
         changed_voxels : int or None
             Voxels changed relative to the parent.
+        author_subject, author_email : str, optional
+            The saver's sign-in subject and e-mail (see `LabelVersion`).
 
         Returns
         -------
@@ -827,10 +991,11 @@ class Tx(_Reads):
             raise ValueError(f"label version kind must be one of {[k.value for k in LabelKind]}")
         cur = self._exec(
             """INSERT INTO label_versions (scan_id, version, kind, path, parent_version_id, model_id, author,
-                                           created_at, note, dice_vs_model, changed_voxels)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                                           created_at, note, dice_vs_model, changed_voxels, author_subject,
+                                           author_email)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (scan_id, version, kind, path, parent_version_id, model_id, author, time.time(), note,
-             _dumps(dice_vs_model), changed_voxels))
+             _dumps(dice_vs_model), changed_voxels, author_subject, author_email))
         return int(cur.lastrowid)
 
     # models
@@ -883,7 +1048,8 @@ class Tx(_Reads):
              status, note))
         return int(cur.lastrowid)
 
-    def set_active_model(self, model_id: int, action: str, author: str = "") -> None:
+    def set_active_model(self, model_id: int, action: str, author: str = "", author_subject: str = "",
+                         author_email: str = "") -> None:
         """Make `model_id` the only active model and record it in the activation history.
 
         Parameters
@@ -893,7 +1059,9 @@ class Tx(_Reads):
         action : {"activate", "rollback"}
             What the history records.
         author : str, optional
-            Who did it.
+            Who did it, as shown.
+        author_subject, author_email : str, optional
+            Their sign-in subject and e-mail.
 
         Returns
         -------
@@ -912,11 +1080,13 @@ class Tx(_Reads):
         self._exec("UPDATE models SET active = 0 WHERE active = 1")
         if self._exec("UPDATE models SET active = 1 WHERE id = ?", (model_id,)).rowcount != 1:
             raise SegLoopError(f"model #{model_id} is not in the registry")
-        self._exec("INSERT INTO model_activations (model_id, previous_model_id, action, author, created_at) "
-                   "VALUES (?, ?, ?, ?, ?)", (model_id, prev[0] if prev else None, action, author, time.time()))
+        self._exec("INSERT INTO model_activations (model_id, previous_model_id, action, author, created_at, "
+                   "author_subject, author_email) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (model_id, prev[0] if prev else None, action, author, time.time(), author_subject, author_email))
 
     # training runs
-    def insert_run(self, base_model_id: int | None, params: dict) -> int:
+    def insert_run(self, base_model_id: int | None, params: dict, started_by: tuple[str, str, str] = ("", "", "")
+                   ) -> int:
         """Insert a training run with status "queued".
 
         Parameters
@@ -925,14 +1095,17 @@ class Tx(_Reads):
             The model to fine-tune.
         params : dict
             The run's settings, stored as JSON.
+        started_by : tuple of 3 str, optional
+            Who starts it: (as shown, sign-in subject, e-mail).
 
         Returns
         -------
         int
             Row id of the new run; ``created_at`` is now, every other field empty.
         """
-        cur = self._exec("INSERT INTO training_runs (status, base_model_id, params, created_at) VALUES ('queued', ?, ?, ?)",
-                         (base_model_id, _dumps(params), time.time()))
+        cur = self._exec("INSERT INTO training_runs (status, base_model_id, params, created_at, started_by, "
+                         "started_by_subject, started_by_email) VALUES ('queued', ?, ?, ?, ?, ?, ?)",
+                         (base_model_id, _dumps(params), time.time(), *started_by))
         return int(cur.lastrowid)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
@@ -964,6 +1137,67 @@ class Tx(_Reads):
             fields["params"] = _dumps(fields["params"])
         cols = ", ".join(f"{k} = ?" for k in fields)
         self._exec(f"UPDATE training_runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
+
+    # roles and the audit trail
+    def set_role_assignment(self, principal: str, role: str, granted_by_subject: str, granted_by_email: str) -> None:
+        """Give (or change) the role of an e-mail address or domain.
+
+        Parameters
+        ----------
+        principal : str
+            Lower-case e-mail address or ``@domain``, as checked by the caller.
+        role : str
+            A `Role` value.
+        granted_by_subject, granted_by_email : str
+            The admin giving it.
+
+        Raises
+        ------
+        sqlite3.IntegrityError
+            When `role` is not a `Role` value.
+        """
+        self._exec("""INSERT INTO roles (principal, role, granted_by_subject, granted_by_email, granted_at)
+                      VALUES (?, ?, ?, ?, ?)
+                      ON CONFLICT(principal) DO UPDATE SET role = excluded.role,
+                          granted_by_subject = excluded.granted_by_subject,
+                          granted_by_email = excluded.granted_by_email, granted_at = excluded.granted_at""",
+                   (principal, role, granted_by_subject, granted_by_email, time.time()))
+
+    def delete_role_assignment(self, principal: str) -> bool:
+        """Take back the role given in the app to `principal`; returns whether there was one."""
+        return self._exec("DELETE FROM roles WHERE principal = ?", (principal,)).rowcount > 0
+
+    def append_audit(self, actor_subject: str, actor_email: str, actor_name: str, actor_role: str, action: str,
+                     target: str = "", detail: dict | None = None) -> int:
+        """Append one entry to the audit trail (in the transaction of the action it records).
+
+        Parameters
+        ----------
+        actor_subject, actor_email, actor_name, actor_role : str
+            Who did it, and their role then.
+        action : str
+            An `AuditAction` value.
+        target : str, optional
+            What it was done to, in words.
+        detail : dict, optional
+            Ids and values behind it, stored as JSON.
+
+        Returns
+        -------
+        int
+            Row id of the entry; ``created_at`` is now.
+
+        Raises
+        ------
+        sqlite3.IntegrityError
+            When `action` is not an `AuditAction` value.
+        """
+        cur = self._exec(
+            """INSERT INTO audit_log (created_at, actor_subject, actor_email, actor_name, actor_role, action, target,
+                                      detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (time.time(), actor_subject, actor_email, actor_name, actor_role, str(action), target,
+             _dumps(detail or {})))
+        return int(cur.lastrowid)
 
     # predictions
     def upsert_prediction(self, scan_id: int, model_id: int, prediction_path: str | None,
@@ -1173,9 +1407,8 @@ class Datastore(_Reads):
                 try:
                     now = int(conn.execute("PRAGMA user_version").fetchone()[0])
                     if now == current:  # another process may have migrated meanwhile
-                        for statement in MIGRATIONS[current].split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
+                        for statement in _statements(MIGRATIONS[current]):
+                            conn.execute(statement)
                         conn.execute(f"PRAGMA user_version = {current + 1}")
                         broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                         if broken:

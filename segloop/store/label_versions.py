@@ -10,6 +10,11 @@ untouched: at worst a finished file without a row, which the next save moves to 
 Approval creates a new 'approved' version (a byte copy of the approved file, parent = that
 version) rather than flipping a flag, so the history shows who approved what and when, and an
 approved label can never change afterwards.
+
+Saving a person's version takes the annotator role and approving the reviewer role
+(`segloop.store.identity.authorize`, checked here whatever page or command asks); each records the
+saver's sign-in subject and e-mail with the version and appends an entry to the audit trail, in the
+version's own transaction. Without an identity the call acts as the local identity, as before sign-in.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from segloop.io.writers import save_label
 from segloop.model.metrics import dice_per_label
 from segloop.io.atomic import fsync_dir
 from segloop.store.database import Datastore, LabelVersion, Tx, scan_folder
+from segloop.store.identity import Action, Identity, acting, audit, authorize
 from segloop.store.processes import pid_alive
-from segloop.store.vocabulary import STATUS_BY_KIND, CaseStatus, LabelKind
+from segloop.store.vocabulary import STATUS_BY_KIND, AuditAction, CaseStatus, LabelKind
 
 #: Test hook: seconds to sleep after the file is in place and before the row is committed.
 PAUSE_ENV = "SEGLOOP_TEST_PAUSE_BEFORE_COMMIT"
@@ -84,8 +90,12 @@ def _compare(label: np.ndarray, model_arr: np.ndarray | None, parent_arr: np.nda
 
 
 def _commit_file(store: Datastore, scan_id: int, kind: str, tmp: Path, parent_version_id: int | None,
-                 model_id: int | None, author: str, note: str, dice: dict | None, changed: int | None) -> LabelVersion:
-    """Allocate the version, link the finished temp file into place and commit the row (one transaction)."""
+                 model_id: int | None, author: str, note: str, dice: dict | None, changed: int | None,
+                 actor: tuple[Identity, str, str] | None = None) -> LabelVersion:
+    """Allocate the version, link the finished temp file into place and commit the row (one transaction).
+
+    `actor` (identity, role, audit action): whose version it is, recorded with it and in the audit trail.
+    """
     folder = tmp.parent
     final: Path | None = None
     try:
@@ -95,8 +105,13 @@ def _commit_file(store: Datastore, scan_id: int, kind: str, tmp: Path, parent_ve
             final = folder / f"v{version:03d}_{kind}.nii.gz"
             os.link(tmp, final)  # raises FileExistsError rather than overwrite
             fsync_dir(folder)
+            who = actor[0] if actor else None
             vid = tx.insert_label_version(scan_id, version, kind, str(final), parent_version_id, model_id, author,
-                                          note, dice, changed)
+                                          note, dice, changed, who.subject if who else "", who.email if who else "")
+            if actor is not None:
+                audit(tx, who, actor[1], actor[2], f"scan {scan_id} ({tx.scan(scan_id).name}) v{version}",
+                      scan_id=scan_id, version_id=vid, version=version, kind=str(kind),
+                      parent_version_id=parent_version_id)
             pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
             if pause:
                 print(f"paused before commit: {final}", flush=True)
@@ -117,7 +132,7 @@ def _tmp_path(folder: Path) -> Path:
 
 def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, reference: Volume, kind: str,
                        author: str = "", parent_version_id: int | None = None, model_id: int | None = None,
-                       note: str = "") -> LabelVersion:
+                       note: str = "", identity: Identity | None = None) -> LabelVersion:
     """Save a label map (RAS order, on `reference`'s grid) as the scan's next immutable version.
 
     Records Dice per label against the model prediction it descends from and the number of
@@ -136,13 +151,16 @@ def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, re
     kind : str
         A `LabelKind` value.
     author : str, optional
-        Who saved it.
+        Who saved it, in local mode; signed in, the author is `identity` (`segloop.store.identity.acting`).
     parent_version_id : int, optional
         Row id of the version this one was edited from (same scan).
     model_id : int, optional
         Model the labels come from; default: the parent's.
     note : str, optional
         Free text.
+    identity : Identity, optional
+        Who saves it; None: the local identity. Any kind but 'model' (a model's own output, recorded
+        without a person) takes the annotator role and is recorded in the audit trail.
 
     Returns
     -------
@@ -151,6 +169,8 @@ def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, re
 
     Raises
     ------
+    PermissionDenied
+        When `identity`'s role may not save label versions (nothing is written).
     ValueError
         When `kind` is not a `LabelKind` value.
     SegLoopError
@@ -168,6 +188,10 @@ def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, re
     """
     if kind not in LabelKind.__members__.values():
         raise ValueError(f"unknown label version kind {kind!r}")
+    actor = None
+    if kind != LabelKind.MODEL:
+        identity, author = acting(identity, author)
+        actor = (identity, authorize(store, identity, Action.SAVE), AuditAction.SAVE)
     label_ras = np.asarray(label_ras)
     if label_ras.shape != reference.shape:
         raise SegLoopError(f"label shape {label_ras.shape} does not match the scan shape {reference.shape}")
@@ -187,7 +211,7 @@ def save_label_version(store: Datastore, scan_id: int, label_ras: np.ndarray, re
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _commit_file(store, scan_id, kind, tmp, parent_version_id, model_id, author, note, dice, changed)
+    return _commit_file(store, scan_id, kind, tmp, parent_version_id, model_id, author, note, dice, changed, actor)
 
 
 def list_versions(store: Datastore, scan_id: int) -> list[LabelVersion]:
@@ -236,7 +260,8 @@ def load_version(store: Datastore, version_id: int, reference: Volume) -> np.nda
     return load_label(v.path, reference=reference).array
 
 
-def approve(store: Datastore, version_id: int, author: str = "", note: str = "") -> LabelVersion:
+def approve(store: Datastore, version_id: int, author: str = "", note: str = "",
+            identity: Identity | None = None) -> LabelVersion:
     """Approve a version: a new 'approved' version with the same voxels, pointing to it.
 
     Parameters
@@ -246,9 +271,11 @@ def approve(store: Datastore, version_id: int, author: str = "", note: str = "")
     version_id : int
         Row id of the version to approve.
     author : str, optional
-        The reviewer.
+        The reviewer, in local mode; signed in, the author is `identity`.
     note : str, optional
         Free text.
+    identity : Identity, optional
+        The reviewer; None: the local identity. Takes the reviewer role.
 
     Returns
     -------
@@ -259,14 +286,18 @@ def approve(store: Datastore, version_id: int, author: str = "", note: str = "")
 
     Raises
     ------
+    PermissionDenied
+        When `identity`'s role may not approve (nothing is written).
     SegLoopError
         When the version is not in the database.
 
     Notes
     -----
-    Side effects: a byte copy of the approved file, ``<labels_dir>/v<NNN>_approved.nii.gz``, and one
-    ``label_versions`` row, committed as in `save_label_version`.
+    Side effects: a byte copy of the approved file, ``<labels_dir>/v<NNN>_approved.nii.gz``, one
+    ``label_versions`` row and one audit trail entry, committed as in `save_label_version`.
     """
+    identity, author = acting(identity, author)
+    role = authorize(store, identity, Action.APPROVE)
     v = store.label_version(version_id)
     if v.kind == LabelKind.APPROVED:
         return v
@@ -280,7 +311,8 @@ def approve(store: Datastore, version_id: int, author: str = "", note: str = "")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _commit_file(store, v.scan_id, LabelKind.APPROVED, tmp, v.id, v.model_id, author, note, dice, 0)
+    return _commit_file(store, v.scan_id, LabelKind.APPROVED, tmp, v.id, v.model_id, author, note, dice, 0,
+                        (identity, role, AuditAction.APPROVE))
 
 
 def status_from_versions(versions: list[LabelVersion], has_prediction: bool = False) -> str:

@@ -6,6 +6,10 @@ folder is filled under a temporary name and renamed into place while the databas
 held, then the row is committed: a crash leaves either nothing or a complete, registered model.
 Exactly one model is active (a partial unique index enforces "at most one"; activation swaps it
 in a single transaction). Activations are recorded, and `rollback` walks back through them.
+
+Activating and rolling back take the admin role (`segloop.store.identity.authorize`, checked here);
+each records who did it (sign-in subject and e-mail) and appends an entry to the audit trail, in the
+same transaction. Without an identity the call acts as the local identity, as before sign-in.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from typing import Any
 from segloop.config import WEIGHTS_DIR
 from segloop.errors import ModelError
 from segloop.model.card import Metrics, ModelCard, load_card, metrics_from_dict
-from segloop.store.database import Datastore, ModelRecord
+from segloop.store.database import Datastore, ModelRecord, Tx
+from segloop.store.identity import SYSTEM, Action, Identity, acting, audit, authorize
+from segloop.store.vocabulary import AuditAction
 
 SHIPPED_STEM = "hippocampus-unet-v1"
 
@@ -61,7 +67,7 @@ class _RegistryNotEmpty(Exception):
 def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Path | None = None,
                    checkpoint_path: str | Path | None = None, *, name: str | None = None,
                    parent_id: int | None = None, activate: bool = False, only_if_empty: bool = False,
-                   note: str = "", author: str = "") -> ModelRecord:
+                   note: str = "", author: str = "", identity: Identity | None = None) -> ModelRecord:
     """Copy a model's files into the registry as the next version; returns its record.
 
     `card_path` defaults to `<stem>.card.json` beside the ONNX file; the row keeps a copy of the card's
@@ -89,7 +95,9 @@ def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Pat
     note : str, optional
         Free text for the row.
     author : str, optional
-        Who activated it (with `activate`).
+        Who activated it (with `activate`), in local mode.
+    identity : Identity, optional
+        Who activates it (with `activate`, which takes the admin role); None: the local identity.
 
     Returns
     -------
@@ -98,6 +106,8 @@ def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Pat
 
     Raises
     ------
+    PermissionDenied
+        With `activate`, when `identity` may not activate models (nothing is written).
     ModelError
         When the ONNX or checkpoint file is missing, or the card is invalid.
     SegLoopError
@@ -108,6 +118,9 @@ def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Pat
     Side effects: ``<workspace>/models/v<N>/`` holding fsynced copies of the files (original names),
     one ``models`` row, and with `activate` an activation row. On any failure nothing is left behind.
     """
+    if activate:
+        identity, author = acting(identity, author)
+        role = authorize(store, identity, Action.ACTIVATE)
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ModelError(f"{onnx_path}: model file not found")
@@ -146,7 +159,7 @@ def register_model(store: Datastore, onnx_path: str | Path, card_path: str | Pat
                                       asdict(card.metrics) if card else {},
                                       note=note)
                 if activate:
-                    tx.set_active_model(mid, "activate", author)
+                    _switch(tx, mid, AuditAction.ACTIVATE, identity, role, author)
         except BaseException:
             if final is not None and final.exists() and not staging.exists():
                 os.rename(final, staging)  # the row was rolled back: take the folder back out
@@ -197,7 +210,8 @@ def ensure_shipped_model(store: Datastore, weights_dir: str | Path = WEIGHTS_DIR
     ckpt = weights_dir / f"{stem}.pt"
     try:
         return register_model(store, onnx, weights_dir / f"{stem}.card.json", ckpt if ckpt.is_file() else None,
-                              activate=True, note="shipped model", author="segloop", only_if_empty=True)
+                              activate=True, note="shipped model", author="segloop", only_if_empty=True,
+                              identity=SYSTEM)
     except _RegistryNotEmpty:  # another session registered it first, inside its own write transaction
         return store.active_model()
 
@@ -233,8 +247,17 @@ def active_model(store: Datastore) -> ModelRecord | None:
     return store.active_model()
 
 
-def activate(store: Datastore, version: int, author: str = "") -> ModelRecord:
-    """Make model `version` the active one (single transaction).
+def _switch(tx: Tx, model_id: int, action: str, identity: Identity, role: str, author: str) -> None:
+    """Make `model_id` active, recording who did it in the activation history and the audit trail."""
+    previous = tx.active_model()
+    tx.set_active_model(model_id, str(action), author, identity.subject, identity.email)
+    model = tx.model(model_id)
+    audit(tx, identity, role, action, f"model v{model.version}", model_id=model_id, version=model.version,
+          previous_version=previous.version if previous else None)
+
+
+def activate(store: Datastore, version: int, author: str = "", identity: Identity | None = None) -> ModelRecord:
+    """Make model `version` the active one (single transaction; admins only).
 
     Parameters
     ----------
@@ -243,28 +266,34 @@ def activate(store: Datastore, version: int, author: str = "") -> ModelRecord:
     version : int
         Registry version number of the model.
     author : str, optional
-        Who activated it, for the history.
+        Who activated it, for the history, in local mode; signed in, the author is `identity`.
+    identity : Identity, optional
+        Who activates it; None: the local identity.
 
     Returns
     -------
     ModelRecord
         The model, now active. Nothing is written when it already was; otherwise one "activate"
-        row is added to the activation history.
+        row is added to the activation history and one entry to the audit trail.
 
     Raises
     ------
+    PermissionDenied
+        When `identity` may not activate models.
     SegLoopError
         When no model has that version.
     ModelError
         When its ONNX file is missing.
     """
+    identity, author = acting(identity, author)
+    role = authorize(store, identity, Action.ACTIVATE)
     model = store.model_by_version(version)
     if not Path(model.onnx_path).is_file():
         raise ModelError(f"model v{version}: its ONNX file {model.onnx_path} is missing")
     with store.write() as tx:
         current = tx.active_model()
         if current is None or current.id != model.id:
-            tx.set_active_model(model.id, "activate", author)
+            _switch(tx, model.id, AuditAction.ACTIVATE, identity, role, author)
     return store.model(model.id)
 
 
@@ -279,37 +308,45 @@ def _activation_stack(history: list[dict[str, Any]]) -> list[int]:
     return stack
 
 
-def rollback(store: Datastore, author: str = "") -> ModelRecord:
-    """Re-activate the model that was active before the current one; repeated calls go further back.
+def rollback(store: Datastore, author: str = "", identity: Identity | None = None) -> ModelRecord:
+    """Re-activate the model that was active before the current one; repeated calls go further back (admins only).
 
     Parameters
     ----------
     store : Datastore
         The workspace's database.
     author : str, optional
-        Who rolled back, for the history.
+        Who rolled back, for the history, in local mode; signed in, the author is `identity`.
+    identity : Identity, optional
+        Who rolls back; None: the local identity.
 
     Returns
     -------
     ModelRecord
-        The model active now. One "rollback" row is added to the activation history.
+        The model active now. One "rollback" row is added to the activation history and one entry
+        to the audit trail.
 
     Raises
     ------
+    PermissionDenied
+        When `identity` may not roll back.
     ModelError
         When the history holds no earlier active model.
     """
+    identity, author = acting(identity, author)
+    role = authorize(store, identity, Action.ROLLBACK)
     with store.write() as tx:
         stack = _activation_stack(tx.activations())
         if len(stack) < 2:
             raise ModelError("there is no earlier active model to roll back to")
         target = stack[-2]
-        tx.set_active_model(target, "rollback", author)
+        _switch(tx, target, AuditAction.ROLLBACK, identity, role, author)
     return store.model(target)
 
 
 def activation_history(store: Datastore) -> list[dict[str, Any]]:
-    """List every activation and rollback, oldest first (model_id, previous_model_id, action, author, created_at).
+    """List every activation and rollback, oldest first (model_id, previous_model_id, action, author,
+    author_subject, author_email, created_at).
 
     Parameters
     ----------

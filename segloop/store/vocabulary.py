@@ -1,4 +1,5 @@
-"""The store's words, defined once: where a scan came from, kinds of label version, case statuses, run states.
+"""The store's words, defined once: where a scan came from, kinds of label version, case statuses, run states,
+roles and the actions of the audit trail.
 
 They are `StrEnum`s, so a member equals its string ("correction" == LabelKind.CORRECTION) and is
 stored as that plain string in the database (the CHECK constraints of `database.MIGRATIONS` list the
@@ -74,3 +75,45 @@ ACTIVE_RUN_STATES = (RunState.QUEUED, RunState.RUNNING)
 #: Status of a scan by the kind of its newest version ('reference' is human-made, not yet approved here).
 STATUS_BY_KIND = {LabelKind.MODEL: CaseStatus.PREDICTED, LabelKind.CORRECTION: CaseStatus.CORRECTED,
                   LabelKind.REFERENCE: CaseStatus.CORRECTED, LabelKind.APPROVED: CaseStatus.APPROVED}
+
+
+class Role(StrEnum):
+    """What a signed-in person may do in a workspace, weakest first (the ``roles.role`` column).
+
+    Members: NONE ("none": no access at all), VIEWER ("viewer": look), ANNOTATOR ("annotator": segment,
+    correct, save), REVIEWER ("reviewer": approve), ADMIN ("admin": retrain, activate, roll back, manage
+    roles, read the audit trail). Each role may do everything the roles before it may
+    (`segloop.store.identity.permits`).
+
+    Examples
+    --------
+    >>> ROLE_ORDER.index(Role.REVIEWER) > ROLE_ORDER.index(Role.ANNOTATOR)
+    True
+    """
+
+    NONE = "none"
+    VIEWER = "viewer"
+    ANNOTATOR = "annotator"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+class AuditAction(StrEnum):
+    """What an audit trail entry records (the ``audit_log.action`` column).
+
+    Members: SAVE ("save": a label version saved by a person), APPROVE ("approve"), ACTIVATE
+    ("activate": a model made the active one), ROLLBACK ("rollback"), TRAIN_START ("train_start"),
+    TRAIN_CANCEL ("train_cancel"), ROLE_CHANGE ("role_change": a role given or taken back).
+    """
+
+    SAVE = "save"
+    APPROVE = "approve"
+    ACTIVATE = "activate"
+    ROLLBACK = "rollback"
+    TRAIN_START = "train_start"
+    TRAIN_CANCEL = "train_cancel"
+    ROLE_CHANGE = "role_change"
+
+
+#: The roles, weakest first: each may do what every role before it may.
+ROLE_ORDER = (Role.NONE, Role.VIEWER, Role.ANNOTATOR, Role.REVIEWER, Role.ADMIN)

@@ -39,9 +39,10 @@ from segloop.errors import ModelError, SegLoopError
 from segloop.io.atomic import atomic_write_json
 from segloop.model.card import Evaluation, Metrics, derived_card, load_card
 from segloop.store.database import Datastore
+from segloop.store.identity import Action, Identity, acting, audit, authorize
 from segloop.store.processes import pid_alive
 from segloop.store.registry import register_model
-from segloop.store.vocabulary import ACTIVE_RUN_STATES, HUMAN_KINDS, RunState
+from segloop.store.vocabulary import ACTIVE_RUN_STATES, HUMAN_KINDS, AuditAction, RunState
 from segloop.training.export import export_onnx, write_card
 from segloop.training.loop import TrainConfig, evaluate_torch, load_case_arrays, load_checkpoint, load_model, train
 
@@ -182,7 +183,7 @@ def _case_dicts(cases: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def start_training(store: Datastore, params: dict[str, Any] | None = None) -> int:
+def start_training(store: Datastore, params: dict[str, Any] | None = None, identity: Identity | None = None) -> int:
     """Queue a fine-tuning run and launch it in the background; returns the run id.
 
     Refuses (SegLoopError) while another run is queued or running.
@@ -194,6 +195,8 @@ def start_training(store: Datastore, params: dict[str, Any] | None = None) -> in
     params : dict, optional
         Settings overriding `DEFAULT_PARAMS` (e.g. `segloop.training.finetune.FinetunePlan.params`);
         ``val_cases`` is required. Cases may be `Case` objects or {"name", "image", "label"} dicts.
+    identity : Identity, optional
+        Who starts it (admins only), recorded with the run and in the audit trail; None: the local identity.
 
     Returns
     -------
@@ -202,6 +205,8 @@ def start_training(store: Datastore, params: dict[str, Any] | None = None) -> in
 
     Raises
     ------
+    PermissionDenied
+        When `identity` may not start training runs (nothing is written).
     SegLoopError
         An unknown setting, a case without label map or with a missing file, no validation case,
         an unknown base model, or another run still queued or running (or holding the lock file).
@@ -216,6 +221,8 @@ def start_training(store: Datastore, params: dict[str, Any] | None = None) -> in
     ``<workspace>/runs/training.lock`` for its whole life. When the process cannot be started the run
     is marked failed and the error re-raised.
     """
+    identity, _ = acting(identity)
+    role = authorize(store, identity, Action.TRAIN)
     p = {**DEFAULT_PARAMS, **(params or {})}
     unknown = set(p) - set(DEFAULT_PARAMS)
     if unknown:
@@ -244,7 +251,9 @@ def start_training(store: Datastore, params: dict[str, Any] | None = None) -> in
         if job_lock_held(store):
             raise SegLoopError(f"another training job is still running (it holds {_lock_path(store)}); "
                                "wait for it or cancel it")
-        run_id = tx.insert_run(base.id, p)
+        run_id = tx.insert_run(base.id, p, (identity.label, identity.subject, identity.email))
+        audit(tx, identity, role, AuditAction.TRAIN_START, f"run #{run_id}", run_id=run_id, base_model_id=base.id,
+              base_version=base.version, epochs=p["epochs"])
         run_dir = runs_dir(store) / f"run-{run_id:04d}"
         log_path = run_dir / "job.log"
         tx.update_run(run_id, run_dir=str(run_dir), log_path=str(log_path))
@@ -402,7 +411,7 @@ def follow_run(store: Datastore, run_id: int, report: Callable[[str], None] = pr
         time.sleep(poll_s)
 
 
-def cancel(store: Datastore, run_id: int, wait_s: float = 0.0) -> dict[str, Any]:
+def cancel(store: Datastore, run_id: int, wait_s: float = 0.0, identity: Identity | None = None) -> dict[str, Any]:
     """Ask a running job to stop, without blocking the caller.
 
     The job is told twice: a flag file (checked between epochs) and SIGTERM to its process group (its
@@ -417,6 +426,8 @@ def cancel(store: Datastore, run_id: int, wait_s: float = 0.0) -> dict[str, Any]
         Id of the run; one that has already ended is left alone.
     wait_s : float, optional
         Seconds to wait for the run to end (0: do not wait).
+    identity : Identity, optional
+        Who cancels it (admins only), recorded in the audit trail; None: the local identity.
 
     Returns
     -------
@@ -425,12 +436,18 @@ def cancel(store: Datastore, run_id: int, wait_s: float = 0.0) -> dict[str, Any]
 
     Raises
     ------
+    PermissionDenied
+        When `identity` may not cancel training runs.
     SegLoopError
         When no run has that id.
     """
+    identity, _ = acting(identity)
+    role = authorize(store, identity, Action.TRAIN)
     run = store.run(run_id)
     if run.status not in ACTIVE_RUN_STATES:
         return run_status(store, run_id)
+    with store.write() as tx:
+        audit(tx, identity, role, AuditAction.TRAIN_CANCEL, f"run #{run_id}", run_id=run_id)
     if run.run_dir:
         Path(run.run_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(run.run_dir) / "cancel", {"requested_at": time.time()})
