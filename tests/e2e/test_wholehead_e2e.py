@@ -6,6 +6,7 @@ tilted pose, 1 x 1 x 1.2 mm voxels stored in another axis order) written as `sub
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -14,9 +15,13 @@ import pytest
 
 from e2e import view_helpers as vh
 from e2e.page_helpers import wait_idle
+from e2e.test_volume_view_e2e import _changed_message, _drag, _pick
 from segloop.config import WEIGHTS_DIR
 from segloop.data.phantom import make_scan, random_scan_to_mni
 from segloop.display import planes
+from segloop.io.readers import load_scan
+from segloop.store.database import Datastore
+from segloop.store.label_versions import list_versions, load_version
 
 pytestmark = pytest.mark.e2e
 
@@ -71,5 +76,38 @@ def test_whole_head_scan_both_sides_boxes_and_jump(browser, start_server, artifa
                 assert crosshair == 2, f"the {plane} view does not mark the hippocampus centre with a crosshair"
             vh.cell(page, vh.SEGMENT, "axial").scroll_into_view_if_needed()
             page.screenshot(path=str(artifacts_dir / "wholehead-segment.png"))
+
+            # scroll the whole head with the wheel, box the slice shown, save: the file changes exactly there
+            key = vh.SEGMENT
+            _pick(page, "seg_label", "posterior")
+            _pick(page, "seg_tool", "Box")
+            vh.wait_dragmode(page, key, "select")
+            k0, r, c = page.evaluate("(sel) => { const vv = document.querySelector(sel).__vv; "
+                                     "return vv.pixelOf('axial', vv.crosshair); }", ".st-key-seg_view .segloop-vv")
+            vh.hover(page, key, "axial")
+            vh.wheel(page, 2)
+            k = k0 + 2
+            vh.wait_shown(page, key, "axial", k)
+            _drag(page, vh.to_screen(page, key, "axial", [(r - 3.4, c - 3.4), (r, c), (r + 3.4, c + 3.4)]))
+            _changed_message(page, "Box fill", "axial", k)
+            page.locator(".st-key-seg_author input").fill("E2E whole head")
+            page.locator(".st-key-seg_author input").press("Enter")
+            wait_idle(page)
+            page.locator(".st-key-seg_save button").click()
+            page.get_by_text(re.compile(r"^Saved as version \d+")).wait_for(timeout=60_000)
+            wait_idle(page)
+
+            store = Datastore(workspace=tmp_path / "ws")
+            (record,) = store.scans_named("sub-01_T1w")
+            versions = sorted(list_versions(store, record.id), key=lambda v: v.version)
+            assert [v.kind for v in versions] == ["model", "correction"]
+            scan = load_scan(data / "sub-01_T1w.nii.gz")
+            model, saved = (load_version(store, v.id, scan) for v in versions)
+            box = np.zeros(planes.slice_shape(scan.shape, "axial"), bool)
+            box[r - 3:r + 4, c - 3:c + 4] = True
+            changed = saved != model
+            assert set(np.nonzero(changed)[2].tolist()) == {k}, "the edit left the slice it was drawn on"
+            assert np.array_equal(planes.slice_view(changed, "axial", k), box & (planes.slice_view(model, "axial", k) != 2))
+            assert (planes.slice_view(saved, "axial", k)[box] == 2).all()
         finally:
             page.close()
