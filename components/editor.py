@@ -180,16 +180,19 @@ def take_labels(labels: np.ndarray | None, version=None) -> None:
     st.session_state[GIVEN_KEY] = {"labels": session.current_labels(), "base": _base_record(version)}
 
 
-def stash_room(case: str | None) -> tuple[int, str | None]:
-    """(STASH_MAX, the case whose kept edits switching away from `case` would drop, or None)."""
+def stash_room(case: str | None, target: str | None = None) -> tuple[int, str | None]:
+    """(STASH_MAX, the case whose kept edits switching from `case` (to `target`, when known) would drop, or None).
+
+    Opening a case whose edits are kept takes them out of the store first, which makes room.
+    """
     stash = st.session_state.get(STASH_KEY, {})
-    others = [c for c in stash if c != case]
+    others = [c for c in stash if c not in (case, target)]
     return STASH_MAX, (others[0] if unsaved_of(case) and len(others) >= STASH_MAX else None)
 
 
 def restore_view() -> None:
-    """Put the current case's slices and window (as the user left them, on any page) into this page's
-    widgets `seg_slice_<plane>` and `seg_window_*`, before they are drawn."""
+    """Put the current case's window (as the user left it, on any page) into this page's widgets
+    `seg_window_*`, before they are drawn; the slices come back through the volume view."""
     from components.slice_viewer import restore_view as _restore
 
     _restore("seg_")

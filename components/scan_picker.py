@@ -35,6 +35,7 @@ PICK_KEY = "case_select"
 UPLOAD_KEY = "scan_upload"
 _PICKED_KEY = "_case_picked"  # set by the Scan box's callback: the case the user just picked
 _PENDING_UPLOAD_KEY = "_pending_upload"  # set by the uploader's callback: (file name, bytes)
+_CONFIRM_KEY = "_case_switch_to_confirm"  # a case picked while switching would drop kept unsaved edits
 _UPLOAD_ID_KEY = "_upload_id"
 WORKSPACE_SOURCE = "workspace"
 
@@ -205,6 +206,13 @@ def _on_pick() -> None:
     st.session_state[_PICKED_KEY] = st.session_state.get(PICK_KEY)
 
 
+def _confirm_switch(case: str | None) -> None:
+    """Button callback: the user agreed to switch (`case`) although kept unsaved edits will go, or stays (None)."""
+    st.session_state.pop(_CONFIRM_KEY, None)
+    if case is not None:
+        st.session_state[_PICKED_KEY] = (case, "confirmed")
+
+
 def _on_upload() -> None:
     upload = st.session_state.get(UPLOAD_KEY)
     if upload is not None and st.session_state.get(_UPLOAD_ID_KEY) != upload.file_id:
@@ -230,8 +238,13 @@ def scan_picker() -> None:
     handled = False
     if pending is not None:
         handled = apply_upload(*pending)
-    elif picked is not None and picked != before:
-        handled = open_named(picked, by_name, source)
+    elif picked is not None:
+        confirmed = isinstance(picked, tuple)
+        picked = picked[0] if confirmed else picked
+        if picked != before and not confirmed and editor.stash_room(before, picked)[1] is not None:
+            st.session_state[_CONFIRM_KEY] = picked  # ask first: this switch would lose work
+        elif picked != before:
+            handled = open_named(picked, by_name, source)
     if handled and session.current_case() != before:
         session.drop_view_params()  # they described the previous case's view
     else:
@@ -254,6 +267,7 @@ def scan_picker() -> None:
         if options:
             st.selectbox("Scan", options, key=PICK_KEY, help=source, on_change=_on_pick, format_func=label)
         unsaved_warning(current)
+        _ask_before_dropping(current)
     with col_up:
         st.file_uploader(
             "…or upload a scan (.nii, .nii.gz, .nrrd, .mha, DICOM .zip)",
@@ -280,6 +294,24 @@ def unsaved_warning(case: str | None) -> None:
     # one line, so the views stay on screen: the edits are safe for this session
     st.caption(f":material/edit_note: {case}: {unsaved} unsaved voxels, kept aside if you switch (up to {room} cases "
                f"this session); save to keep them.")
+
+
+def _ask_before_dropping(current: str | None) -> None:
+    """The question asked when the case picked would push another case's unsaved edits out of the session."""
+    target = st.session_state.get(_CONFIRM_KEY)
+    if target is None:
+        return
+    drops = editor.stash_room(current, target)[1]
+    if drops is None:  # nothing would be lost any more (saved meanwhile): just go
+        st.session_state.pop(_CONFIRM_KEY, None)
+        st.session_state[_PICKED_KEY] = (target, "confirmed")
+        st.rerun()
+    st.warning(f"Open {target}? Your unsaved edits of {drops} would be lost: this session keeps unsaved edits of "
+               f"at most {editor.STASH_MAX} other cases.", icon=":material/help:")
+    c1, c2 = st.columns(2)
+    c1.button(f"Open {target}, drop {drops}'s edits", key="case_switch_confirm", on_click=_confirm_switch,
+              args=(target,), type="primary")
+    c2.button(f"Stay on {current}", key="case_switch_cancel", on_click=_confirm_switch, args=(None,))
 
 
 def describe(volume) -> str:

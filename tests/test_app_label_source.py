@@ -188,7 +188,19 @@ def test_switching_cases_warns_and_a_dropped_stash_is_named(env: Path, msd_dir: 
     order = ["hippocampus_001", "hippocampus_003", "hippocampus_007", "hippocampus_008", "hippocampus_011"]
     dropped: list[str] = []
     for i, case in enumerate(order):
-        if i:
+        if i == 4:  # this switch would push hippocampus_001's kept edits out: the page asks first
+            at.selectbox(key="case_select").set_value(case).run()
+            question = " ".join(w.value for w in at.warning)
+            assert f"Open {case}? Your unsaved edits of hippocampus_001 would be lost" in question, question
+            assert at.session_state["current_case"] == order[3]
+            at.button(key="case_switch_cancel").click().run()  # stay: nothing changes, nothing is lost
+            assert at.session_state["current_case"] == order[3] and not any("Open " in w.value for w in at.warning)
+            at.selectbox(key="case_select").set_value(case).run()
+            at.button(key="case_switch_confirm").click().run()
+            assert not at.exception, at.exception
+            assert at.session_state["current_case"] == case
+            dropped += [w.value for w in at.warning if "are gone" in w.value]
+        elif i:
             at.selectbox(key="case_select").set_value(case).run()
             assert not at.exception, at.exception
             dropped += [w.value for w in at.warning if "are gone" in w.value]
@@ -206,5 +218,8 @@ def test_switching_cases_warns_and_a_dropped_stash_is_named(env: Path, msd_dir: 
     # the three newest are still kept and come back
     at.selectbox(key="case_select").set_value("hippocampus_008").run()
     assert at.session_state["seg_message"] == "Restored your unsaved edits of hippocampus_008."
-    at.selectbox(key="case_select").set_value("hippocampus_001").run()
+    at.selectbox(key="case_select").set_value("hippocampus_001").run()  # would push hippocampus_003's edits out
+    assert any("Your unsaved edits of hippocampus_003 would be lost" in w.value for w in at.warning)
+    at.button(key="case_switch_confirm").click().run()
+    assert at.session_state["current_case"] == "hippocampus_001"
     assert not at.session_state["seg_message"]  # its edits were the ones dropped
