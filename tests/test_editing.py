@@ -162,19 +162,14 @@ def test_lasso_includes_pixels_on_the_outline(plane):
 
 
 @pytest.mark.parametrize("plane", PLANES)
-def test_paint_mask_and_canvas_mask(plane):
+def test_paint_mask(plane):
     labels = zeros()
     rows, cols = screen_shape(plane)
-    rgba = np.zeros((rows, cols, 4), np.uint8)
-    rgba[0, cols - 1] = (255, 0, 0, 255)
-    rgba[rows - 1, 0, 3] = 10
-    mask = operations.mask_from_canvas(rgba, (rows, cols))
+    mask = np.zeros((rows, cols), bool)
+    mask[0, cols - 1] = mask[rows - 1, 0] = True
     operations.paint_mask(labels, plane, 3, mask, 4)
     exp = expected_after(zeros(), plane, 3, [(0, cols - 1), (rows - 1, 0)], 4)
     assert np.array_equal(labels, exp)
-    # a canvas drawn at twice the size maps back onto the slice grid
-    big = np.repeat(np.repeat(rgba, 2, axis=0), 2, axis=1)
-    assert np.array_equal(operations.mask_from_canvas(big, (rows, cols)), mask)
     with pytest.raises(ValueError):
         operations.paint_mask(labels, plane, 3, np.ones((rows + 1, cols), bool), 1)
 

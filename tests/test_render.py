@@ -16,10 +16,8 @@ from segloop.display.render import (
     OverlayStyle,
     boundary_mask,
     build_slice_figure,
-    compose_rgb,
     figure_xy_to_pixel,
     hex_to_rgb,
-    pixel_info,
     render_slice,
     slice_figure_dict,
 )
@@ -103,15 +101,6 @@ def test_contour_only_on_boundaries() -> None:
     np.testing.assert_array_equal(alpha > 0, edge)
 
 
-def test_compose_rgb_blends_only_label_pixels() -> None:
-    grey = np.full((4, 4), 100, dtype=np.uint8)
-    lab = np.zeros((4, 4), dtype=np.uint8)
-    lab[1, 2] = 1
-    rgb = compose_rgb(grey, lab, OverlayStyle.make({1: "#ff0000"}, opacity=0.5))
-    assert rgb[1, 2].tolist() == [178, 50, 50]
-    assert (rgb[lab == 0] == 100).all()
-
-
 def test_anisotropic_spacing_keeps_aspect() -> None:
     image = np.zeros((20, 30, 10), dtype=np.float32)
     spacing = (0.5, 0.8, 3.0)
@@ -136,10 +125,10 @@ def test_figure_is_valid_plotly_with_edges_hover_and_selection(scan) -> None:
     assert types == ["image", "image", "heatmap", "scattergl"]
     hover = fig.data[2]
     r, c = 2, 5
-    info = pixel_info(image, labels, affine, "sagittal", 4, r, c, {1: "anterior"})
-    assert tuple(hover.customdata[r][c][:3]) == info["voxel"]
-    assert tuple(np.round(hover.customdata[r][c][3:], 2)) == info["mm"]
-    assert hover.z[r][c] == info["intensity"]
+    voxel = planes.display_to_voxel("sagittal", 4, r, c, image.shape)
+    assert tuple(hover.customdata[r][c][:3]) == voxel
+    assert tuple(np.round(hover.customdata[r][c][3:], 2)) == tuple(np.round((affine @ [*voxel, 1.0])[:3], 2))
+    assert hover.z[r][c] == image[voxel]
     rows, cols = planes.slice_shape(image.shape, "sagittal")
     assert len(fig.data[3].x) == rows * cols
     # zoom survives a slice change of the same scan

@@ -1,7 +1,8 @@
-"""Extra image layers over a slice figure: the model's uncertainty as a heat layer (no float heatmaps).
+"""What the views draw over a scan besides labels: the model's uncertainty, binned, and box outlines.
 
-`uncertainty_levels` bins a whole uncertainty volume once; `uncertainty_layer` turns one slice of the
-bins into a small palette PNG trace, transparent where the model is sure.
+`uncertainty_levels` bins a whole uncertainty volume once into heat levels (`UNCERTAINTY_COLORS`), which
+the browser's volume view draws transparent where the model is sure; `box_outline` is where a box
+(the whole-head path's search region) cuts a slice.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from segloop.display import planes
-from segloop.display.render import encode_png, png_data_uri
 
 #: Uncertainty bins drawn by the heat layer (normalised entropy); below the first nothing is drawn.
 UNCERTAINTY_THRESHOLDS = (0.1, 0.25, 0.5, 0.75)
@@ -40,67 +40,6 @@ def uncertainty_levels(uncertainty: np.ndarray, thresholds: tuple[float, ...] = 
     array([0, 1, 2, 3, 4], dtype=uint8)
     """
     return np.digitize(np.asarray(uncertainty, np.float32), np.asarray(thresholds, np.float32)).astype(np.uint8)
-
-
-def uncertainty_layer(levels: np.ndarray, plane: str, index: int, spacing: tuple[float, float, float],
-                      opacity: float = 0.6) -> dict | None:
-    """Make a Plotly image trace (palette PNG, transparent where certain) of one slice of uncertainty bins.
-
-    Parameters
-    ----------
-    levels : np.ndarray of uint8, shape (X, Y, Z), RAS voxel order
-        Bin indices from `uncertainty_levels`, 0..len(UNCERTAINTY_COLORS).
-    plane : {"axial", "coronal", "sagittal"}
-        Viewing plane.
-    index : int
-        Slice index along the plane's RAS axis.
-    spacing : tuple of 3 float
-        Voxel size in mm along the RAS axes; sets the trace's pixel size (dx, dy) in on-screen mm.
-    opacity : float, optional
-        Trace opacity in [0, 1].
-
-    Returns
-    -------
-    dict or None
-        A plain-dict Plotly ``image`` trace named "uncertainty", with hover disabled; None when the
-        slice has no voxel at level 1 or above (nothing to draw).
-
-    Raises
-    ------
-    ValueError
-        When `plane` is not one of the three planes.
-    """
-    sl = np.ascontiguousarray(planes.slice_view(levels, plane, index))
-    if not sl.any():
-        return None
-    row_mm, col_mm = planes.pixel_spacing(spacing, plane)
-    png = encode_png(sl, palette=list(UNCERTAINTY_COLORS))
-    return dict(type="image", source=png_data_uri(png), opacity=opacity, name="uncertainty", hoverinfo="skip",
-                x0=0, y0=0, dx=col_mm, dy=row_mm)
-
-
-def add_layer(figure: dict, layer: dict | None) -> dict:
-    """Insert an image layer right after the figure's other image layers (below hover/selection layers).
-
-    Keeping hover and selection traces on top means they still receive the mouse events.
-
-    Parameters
-    ----------
-    figure : dict
-        A plain-dict Plotly figure (``{"data": [...], "layout": {...}}``), changed in place.
-    layer : dict or None
-        Trace to insert; None leaves the figure unchanged.
-
-    Returns
-    -------
-    dict
-        `figure` itself.
-    """
-    if layer is not None:
-        data = figure["data"]
-        n_images = sum(1 for t in data if t.get("type") == "image")
-        data.insert(n_images, layer)
-    return figure
 
 
 def box_outline(corners: np.ndarray, edges: tuple[tuple[int, int], ...], plane: str, index: int,
@@ -156,9 +95,3 @@ def box_outline(corners: np.ndarray, edges: tuple[tuple[int, int], ...], plane: 
     xs = [float(c * col_mm) for c in cols[order]]
     ys = [float(r * row_mm) for r in rows[order]]
     return xs + xs[:1], ys + ys[:1]
-
-
-def outline_trace(xs: list[float], ys: list[float], name: str, color: str = "#00e5ff") -> dict:
-    """A Plotly line trace (dashed, no hover) drawing an outline over a slice figure."""
-    return dict(type="scatter", x=xs, y=ys, mode="lines", name=name, hoverinfo="skip", showlegend=False,
-                line=dict(color=color, width=1.5, dash="dash"))

@@ -3,8 +3,8 @@
 Why: sending a float heatmap per slice costs ~4 bytes per pixel (plus base64) on every redraw and
 makes sliders sluggish. Here the windowed grey slice is an 8-bit greyscale PNG and the label overlay
 a palette PNG whose background is transparent (a few hundred bytes for typical masks); both go to
-the browser as `go.Image(source="data:image/png;base64,...")` layers. The overlay's opacity is the
-trace opacity, which gives the same pixels as blending on the server (`compose_rgb`).
+the browser as `go.Image(source="data:image/png;base64,...")` layers, the overlay's opacity being the
+trace opacity. The volume view sends these PNGs for the slices it shows first (`render_slice`).
 
 Geometry: the figure's axes are on-screen millimetres: pixel (row, col) of a slice is centred at
 x = col * col_mm, y = row * row_mm (`planes.pixel_spacing`), so anisotropic scans keep their
@@ -14,7 +14,7 @@ aspect; `figure_xy_to_pixel` converts a clicked or selected point back to (row, 
 Hover: for slices up to `hover_max_pixels` (64x64 by default, which covers typical hippocampus
 crops) an invisible heatmap carries the exact intensity, voxel index (RAS i, j, k), world position
 in mm and label name of every pixel. Larger slices would make that layer dominate the payload, so
-their hover shows the in-plane position only; use `pixel_info` server-side for a clicked point.
+their hover shows the in-plane position only.
 
 Everything here is a pure function of (arrays, plane, index, display settings), so callers can
 cache results.
@@ -422,51 +422,6 @@ def render_slice(
     return SliceImages(encode_png(grey), overlay_png, grey.shape[0], grey.shape[1], tuple(values))
 
 
-def compose_rgb(grey: np.ndarray, labels2d: np.ndarray | None, style: OverlayStyle = OverlayStyle()) -> np.ndarray:
-    """Blend a grey slice and its labels on the server: the same pixels the browser shows for the two layers.
-
-    Each drawn pixel becomes ``(1 - opacity) * grey + opacity * colour``, rounded to the nearest
-    integer (halves to even); other pixels stay grey.
-
-    Parameters
-    ----------
-    grey : np.ndarray of uint8, shape (rows, cols)
-        Windowed slice (see `segloop.display.windowing.apply_window`).
-    labels2d : np.ndarray of int, shape (rows, cols), or None
-        Label slice; None gives the grey slice as RGB.
-    style : OverlayStyle, optional
-        Colours, hidden values, opacity, contour mode and visibility of the labels.
-
-    Returns
-    -------
-    np.ndarray of uint8, shape (rows, cols, 3)
-        RGB image.
-
-    Raises
-    ------
-    ValueError
-        When a slice holds more than 255 distinct visible labels.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> compose_rgb(np.array([[100, 100]], np.uint8), np.array([[0, 1]], np.uint8)).tolist()
-    [[[100, 100, 100], [178, 114, 57]]]
-    """
-    rgb = np.repeat(np.asarray(grey, dtype=np.uint8)[..., None], 3, axis=-1)
-    if labels2d is None or not style.visible:
-        return rgb
-    idx, values = overlay_index_image(labels2d, style)
-    if not values:
-        return rgb
-    colours = np.array([(0, 0, 0)] + [hex_to_rgb(style.color_of(v)) for v in values], dtype=np.float32)
-    mask = idx > 0
-    a = float(style.opacity)
-    blended = (1.0 - a) * rgb[mask].astype(np.float32) + a * colours[idx[mask]]
-    rgb[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return rgb
-
-
 def figure_xy_to_pixel(x: float, y: float, plane: str, spacing: tuple[float, float, float]) -> tuple[int, int]:
     """Convert figure coordinates (on-screen mm) of a click or selection to the slice pixel under them.
 
@@ -497,63 +452,6 @@ def figure_xy_to_pixel(x: float, y: float, plane: str, spacing: tuple[float, flo
     """
     row_mm, col_mm = planes.pixel_spacing(spacing, plane)
     return int(round(y / row_mm)), int(round(x / col_mm))
-
-
-def pixel_info(
-    image: np.ndarray,
-    labels: np.ndarray | None,
-    affine: np.ndarray,
-    plane: str,
-    index: int,
-    row: int,
-    col: int,
-    label_names: dict[int, str] | None = None,
-) -> dict:
-    """Describe the voxel under a slice pixel: voxel index, world position (mm), intensity and label.
-
-    Used server-side for a clicked point on slices too large for the hover layer.
-
-    Parameters
-    ----------
-    image : np.ndarray of float, shape (X, Y, Z), RAS voxel order
-        Scan intensities.
-    labels : np.ndarray of int, shape (X, Y, Z), or None
-        Label map on the same grid; None counts every voxel as background.
-    affine : np.ndarray of float, shape (4, 4)
-        RAS voxel index -> world mm.
-    plane : {"axial", "coronal", "sagittal"}
-        Viewing plane.
-    index : int
-        Slice index along the plane's RAS axis.
-    row, col : int
-        Pixel in the slice as shown (0, 0 = top left); must lie inside the slice.
-    label_names : dict of int to str, optional
-        Display name per label value.
-
-    Returns
-    -------
-    dict
-        ``voxel`` (tuple of 3 int, RAS i, j, k), ``mm`` (tuple of 3 float, world position rounded to
-        0.01 mm), ``intensity`` (float), ``label`` (int) and ``label_name`` (str: the name from
-        `label_names`, else the value as text, or "background" for 0).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> image = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
-    >>> pixel_info(image, None, np.diag([2.0, 2.0, 2.0, 1.0]), "axial", 0, 0, 0)
-    {'voxel': (1, 2, 0), 'mm': (2.0, 4.0, 0.0), 'intensity': 20.0, 'label': 0, 'label_name': 'background'}
-    """
-    i, j, k = planes.display_to_voxel(plane, index, row, col, image.shape)
-    xyz = np.asarray(affine, dtype=float) @ np.array([i, j, k, 1.0])
-    value = int(labels[i, j, k]) if labels is not None else 0
-    return {
-        "voxel": (int(i), int(j), int(k)),
-        "mm": tuple(round(float(c), 2) for c in xyz[:3]),
-        "intensity": float(image[i, j, k]),
-        "label": value,
-        "label_name": (label_names or {}).get(value, str(value) if value else "background"),
-    }
 
 
 def _edge_annotations(plane: str, color: str = "#ffd60a") -> list[dict]:

@@ -30,7 +30,6 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 from skimage.draw import disk, polygon
-from skimage.transform import resize
 
 from segloop.display.planes import PLANE_AXIS, display_to_voxel, n_slices, slice_shape, slice_view
 from segloop.editing.history import Edit, LabelValueError, check_label_value, diff_region, empty_edit, value_fits
@@ -298,35 +297,6 @@ def paint_polygon(
     return _paint_2d(labels, plane, index, mask, value, only_label, overwrite, f"{_verb(value, 'lasso')} on {plane} {index}")
 
 
-def mask_from_canvas(rgba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Make a bool mask of the drawn pixels (alpha > 0) of a canvas RGBA image, resampled to the slice shape.
-
-    Parameters
-    ----------
-    rgba : np.ndarray, shape (H, W, 4)
-        Canvas image as the drawing widget returns it; only the alpha channel is used.
-    shape : tuple of 2 int
-        (rows, cols) of the slice.
-
-    Returns
-    -------
-    np.ndarray of bool, shape `shape`
-        Resampled with nearest neighbour when the canvas size differs from the slice.
-
-    Raises
-    ------
-    ValueError
-        When `rgba` is not an (H, W, 4) array.
-    """
-    rgba = np.asarray(rgba)
-    if rgba.ndim != 3 or rgba.shape[2] != 4:
-        raise ValueError(f"expected an RGBA image (H, W, 4), got shape {rgba.shape}")
-    drawn = rgba[..., 3] > 0
-    if drawn.shape != tuple(shape):
-        drawn = resize(drawn, shape, order=0, preserve_range=True, anti_aliasing=False).astype(bool)
-    return drawn
-
-
 def paint_mask(
     labels: np.ndarray,
     plane: str,
@@ -338,7 +308,7 @@ def paint_mask(
     overwrite: bool = True,
     what: str = "brush",
 ) -> Edit:
-    """Write `value` where a screen-oriented bool mask of the slice's shape is True (freehand canvas).
+    """Write `value` where a screen-oriented bool mask of the slice's shape is True.
 
     Parameters
     ----------

@@ -1,14 +1,13 @@
-"""Selections on a slice figure (box, lasso, click) -> one label edit on the shown slice.
+"""Edits drawn on a slice (box, lasso, brush, click) -> one label edit on that slice.
 
 Plotly reports a box or lasso selection as its outline in figure coordinates (on-screen mm, see
 `segloop.display.render`), and a click as a point; `apply_selection` turns either into one label edit on
-the shown slice. `uncertainty_layer`
-adds the uncertainty as a small palette-PNG heat layer to a slice figure (no float heatmaps).
+the slice. `apply_view_event` takes an edit event of the browser's volume view, which names the plane
+and slice it was drawn on, brush strokes included.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,37 +40,6 @@ class AppliedSelection:
     edit: Edit
     pixel_box: tuple[int, int, int, int] | None = None  # (row0, row1, col0, col1)
     labels: np.ndarray | None = None
-
-
-def selection_signature(plane: str, index: int, selection: dict[str, Any]) -> str:
-    """Make a stable string for a selection on a slice, so each selection is applied only once.
-
-    The app sees the same selection again on every rerun; comparing signatures tells a new
-    selection from an old one.
-
-    Parameters
-    ----------
-    plane : str
-        Viewing plane.
-    index : int
-        Slice index.
-    selection : dict
-        Plotly selection state: ``"box"``, ``"lasso"`` and ``"points"`` entries (missing ones count
-        as empty); only the x/y of the first 4 points are used.
-
-    Returns
-    -------
-    str
-        JSON text; equal selections on the same slice give equal strings.
-
-    Examples
-    --------
-    >>> selection_signature("axial", 3, {"box": [{"x": [0, 1], "y": [0, 2]}]})
-    '["axial", 3, {"box": [{"x": [0, 1], "y": [0, 2]}], "lasso": [], "points": []}]'
-    """
-    sel = {k: selection.get(k) or [] for k in ("box", "lasso")}
-    sel["points"] = [(p.get("x"), p.get("y")) for p in (selection.get("points") or [])[:4]]
-    return json.dumps([plane, int(index), sel], sort_keys=True, default=str)
 
 
 def _to_pixels(xs: list[float], ys: list[float], plane: str, spacing: tuple[float, float, float]
