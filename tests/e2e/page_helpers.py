@@ -1,6 +1,9 @@
-"""What every browser test does to a Streamlit page: wait until it has stopped running, check it raised nothing."""
+"""What every browser test does to a Streamlit page: wait until it has stopped running, check it raised
+nothing, and the Segment page's two common steps (run the model, save a correction)."""
 
 from __future__ import annotations
+
+import re
 
 
 def wait_idle(page, timeout_ms: int = 120_000) -> None:
@@ -16,3 +19,27 @@ def no_exception(page) -> None:
     """Fail with the exception's text when the page shows one."""
     exc = page.locator('[data-testid="stException"]')
     assert exc.count() == 0, exc.first.inner_text()
+
+
+def run_segmentation(page, base_url: str, case: str) -> None:
+    """Open the Segment page on `case` and run the model once; returns when its result is on the page."""
+    page.goto(f"{base_url}/segment?case={case}", wait_until="domcontentloaded")
+    run = page.locator(".st-key-seg_run button")
+    run.wait_for(state="visible", timeout=180_000)
+    wait_idle(page)
+    run.click()
+    page.get_by_text("Execution provider").wait_for(timeout=180_000)
+    wait_idle(page)
+
+
+def save_correction(page, author: str):
+    """Type the author's name and save on the Segment page (local mode); returns the "Saved as version" text."""
+    page.locator(".st-key-seg_author input").fill(author)
+    page.locator(".st-key-seg_author input").press("Enter")
+    wait_idle(page)
+    page.locator(".st-key-seg_save button").click()
+    saved = page.get_by_text(re.compile(r"^Saved as version \d+"))
+    saved.wait_for(timeout=60_000)
+    wait_idle(page)
+    no_exception(page)
+    return saved

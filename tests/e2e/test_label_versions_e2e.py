@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.page_helpers import no_exception, wait_idle
+from e2e.page_helpers import no_exception, run_segmentation, save_correction, wait_idle
 from segloop.config import WEIGHTS_DIR
 
 pytestmark = pytest.mark.e2e
@@ -38,26 +38,13 @@ def _picked(page) -> str:
 def test_saved_correction_is_the_viewers_default(page, browser, app_url: str, artifacts_dir: Path) -> None:
     if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
         pytest.skip("the shipped model is missing")
-    page.goto(f"{app_url}/segment?case={CASE}", wait_until="domcontentloaded")
-    run = page.locator(".st-key-seg_run button")
-    run.wait_for(state="visible", timeout=180_000)
-    wait_idle(page)
-    run.click()
-    page.get_by_text("Execution provider").wait_for(timeout=180_000)
-    wait_idle(page)
+    run_segmentation(page, app_url, CASE)
     no_exception(page)
     model_version = int(re.search(r"saved as version (\d+)", page.get_by_text("saved as version").inner_text()).group(1))
 
     page.locator(".st-key-seg_grow button").click()  # one edit: grow the first label by a voxel
     page.get_by_text(re.compile(r"Unsaved changes: \d+ voxels")).wait_for(timeout=60_000)
-    page.locator(".st-key-seg_author input").fill("E2E reviewer")
-    page.locator(".st-key-seg_author input").press("Enter")
-    wait_idle(page)
-    page.locator(".st-key-seg_save button").click()
-    saved = page.get_by_text(re.compile(r"^Saved as version \d+"))
-    saved.wait_for(timeout=60_000)
-    wait_idle(page)
-    no_exception(page)
+    saved = save_correction(page, "E2E reviewer")
     version = int(re.search(r"Saved as version (\d+)", saved.inner_text()).group(1))
     assert version > model_version
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from e2e import view_helpers as vh
-from e2e.page_helpers import no_exception, wait_idle
+from e2e.page_helpers import no_exception, run_segmentation, wait_idle
 from segloop.config import WEIGHTS_DIR
 
 pytestmark = pytest.mark.e2e
@@ -129,13 +129,7 @@ def test_volume_table_follows_a_box_edit(page, app_url: str, artifacts_dir: Path
     if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
         pytest.skip("the shipped model is missing")
     case = "hippocampus_011"
-    page.goto(f"{app_url}/segment?case={case}", wait_until="domcontentloaded")
-    run = page.locator(".st-key-seg_run button")
-    run.wait_for(state="visible", timeout=180_000)
-    wait_idle(page)
-    run.click()
-    page.get_by_text("Execution provider").wait_for(timeout=180_000)
-    wait_idle(page)
+    run_segmentation(page, app_url, case)
     # the model's output is on screen: both columns filled and equal (the grid may still show the labels before the run)
     before = _table(page, "Current (mL)", lambda t: all(r["Model (mL)"] and r["Current (mL)"] == r["Model (mL)"]
                                                         for r in t.values()))

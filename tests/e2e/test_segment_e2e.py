@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from e2e import view_helpers as vh
-from e2e.page_helpers import no_exception, wait_idle
+from e2e.page_helpers import no_exception, run_segmentation, save_correction, wait_idle
 from segloop.config import WEIGHTS_DIR
 from segloop.display import planes
 from segloop.io.readers import load_label, load_scan
@@ -34,14 +34,8 @@ SAVED: dict[str, Path] = {}
 def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_dir: Path) -> None:
     if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
         pytest.skip("the shipped model is missing")
-    page.goto(f"{app_url}/segment?case={CASE}", wait_until="domcontentloaded")
-    run = page.locator(".st-key-seg_run button")
-    run.wait_for(state="visible", timeout=180_000)
-    wait_idle(page)
-    run.click()
-    page.get_by_text("Execution provider").wait_for(timeout=180_000)
+    run_segmentation(page, app_url, CASE)
     vh.wait_loaded(page, vh.SEGMENT)
-    wait_idle(page)
     no_exception(page)
 
     page.locator(".st-key-seg_tool").get_by_text("Box", exact=True).click()
@@ -68,12 +62,7 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
     assert f"rows {exp_rows[0]}–{exp_rows[1]}, columns {exp_cols[0]}–{exp_cols[1]}" in text, text
     assert f"axial {INDEX}" in text, text
 
-    page.locator(".st-key-seg_author input").fill("E2E tester")
-    page.locator(".st-key-seg_author input").press("Enter")
-    wait_idle(page)
-    page.locator(".st-key-seg_save button").click()
-    page.get_by_text("Saved as version 2").wait_for(timeout=60_000)
-    wait_idle(page)
+    assert save_correction(page, "E2E tester").inner_text().startswith("Saved as version 2")
     page.screenshot(path=str(artifacts_dir / "segment-saved.png"), full_page=True)
     vh.cell(page, vh.SEGMENT, PLANE).scroll_into_view_if_needed()
     page.wait_for_timeout(300)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from e2e import view_helpers as vh
-from e2e.page_helpers import no_exception, wait_idle
+from e2e.page_helpers import no_exception, save_correction, wait_idle
 from segloop.data.demo import mni152_t1_path
 from segloop.display import planes
 from segloop.editing.operations import polygon_mask, stroke_mask
@@ -215,13 +215,7 @@ def test_box_lasso_and_brush_land_on_the_slice_shown(page, app_url: str, app_wor
     brush = stroke_mask(shape, [tuple(p) for p in sent[2]["points"]], sent[2]["radius"])
     assert brush[38, 10:23].all() and not brush[:34].any() and not brush[43:].any(), "the stroke is not the one drawn"
 
-    page.locator(".st-key-seg_author input").fill("E2E volume view")
-    page.locator(".st-key-seg_author input").press("Enter")
-    wait_idle(page)
-    page.locator(".st-key-seg_save button").click()
-    page.get_by_text(re.compile(r"^Saved as version \d+")).wait_for(timeout=60_000)
-    wait_idle(page)
-    no_exception(page)
+    save_correction(page, "E2E volume view")
 
     store = Datastore(workspace=app_workspace)
     (record,) = [s for s in store.scans_named(EDIT_CASE)]

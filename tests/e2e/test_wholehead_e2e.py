@@ -6,7 +6,6 @@ tilted pose, 1 x 1 x 1.2 mm voxels stored in another axis order) written as `sub
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from e2e import view_helpers as vh
-from e2e.page_helpers import wait_idle
+from e2e.page_helpers import save_correction, wait_idle
 from e2e.test_volume_view_e2e import _changed_message, _drag, _pick
 from segloop.config import WEIGHTS_DIR
 from segloop.data.phantom import make_scan, random_scan_to_mni
@@ -90,12 +89,7 @@ def test_whole_head_scan_both_sides_boxes_and_jump(browser, start_server, artifa
             vh.wait_shown(page, key, "axial", k)
             _drag(page, vh.to_screen(page, key, "axial", [(r - 3.4, c - 3.4), (r, c), (r + 3.4, c + 3.4)]))
             _changed_message(page, "Box fill", "axial", k)
-            page.locator(".st-key-seg_author input").fill("E2E whole head")
-            page.locator(".st-key-seg_author input").press("Enter")
-            wait_idle(page)
-            page.locator(".st-key-seg_save button").click()
-            page.get_by_text(re.compile(r"^Saved as version \d+")).wait_for(timeout=60_000)
-            wait_idle(page)
+            save_correction(page, "E2E whole head")
 
             store = Datastore(workspace=tmp_path / "ws")
             (record,) = store.scans_named("sub-01_T1w")
