@@ -36,10 +36,18 @@ def save_correction(page, author: str):
     """Type the author's name and save on the Segment page (local mode); returns the "Saved as version" text."""
     page.locator(".st-key-seg_author input").fill(author)
     page.locator(".st-key-seg_author input").press("Enter")
+    # The status widget shows "Running" only a moment after a rerun starts: wait twice, so the click below
+    # does not land in the rerun the name started (or in one the view's debounced state report started).
+    wait_idle(page)
+    page.wait_for_timeout(700)
     wait_idle(page)
     page.locator(".st-key-seg_save button").click()
     saved = page.get_by_text(re.compile(r"^Saved as version \d+"))
-    saved.wait_for(timeout=60_000)
+    try:
+        saved.wait_for(timeout=60_000)
+    except Exception as exc:  # say what the page says instead of only "timeout"
+        said = page.locator('[data-testid="stAlert"], [data-testid="stCaptionContainer"]').all_inner_texts()
+        raise AssertionError(f"no 'Saved as version' after Save; the page says: {said}") from exc
     wait_idle(page)
     no_exception(page)
     return saved
