@@ -255,3 +255,19 @@ def test_a_schedule_ended_by_its_time_budget_is_complete(tmp_path, cases):
 def test_bfloat16_autocast_runs_on_the_cpu(tmp_path, cases):
     summary = train(tiny_config(epochs=1, amp=True, val_tta=True, device="cpu"), *cases, tmp_path)
     assert summary["complete"] and 0 <= summary["best_val"]["mean_dice_all"] <= 1
+
+
+def test_batched_augmentation_resumes_exactly_and_differs_from_none(tmp_path, cases):
+    """The batch-wise augmentation draws from the run's generator, so a run stopped after epoch 2 and
+    resumed ends with the uninterrupted run's weights; and it really changes what the network sees."""
+    cfg = tiny_config(augmentation="batched")
+    whole = train(cfg, *cases, tmp_path / "whole")
+    assert whole["complete"]
+    polls = iter(range(1, 100))
+    train(cfg, *cases, tmp_path / "split", should_stop=lambda: next(polls) == 2)
+    second = train(cfg, *cases, tmp_path / "split", resume=True)
+    assert second["resumed_from"] == 2
+    assert_same_run(tmp_path / "whole", tmp_path / "split")
+    train(tiny_config(augment=False), *cases, tmp_path / "plain")
+    losses = [json.loads((tmp_path / d / "history.json").read_text())["loss"] for d in ("whole", "plain")]
+    assert losses[0] != losses[1]

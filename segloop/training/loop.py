@@ -30,6 +30,7 @@ from segloop.io.readers import load_label, load_scan
 from segloop.model.metrics import dice_per_label
 from segloop.model.network import DEFAULT_ARCHITECTURE, build_network, ensemble_architecture, size_divisor
 from segloop.model.preprocessing import normalize, pad_to_multiple
+from segloop.training.augment import AugmentEngine, augment_batch
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -59,6 +60,10 @@ class TrainConfig:
         Seed of torch, the case order, the patch placement and the augmentation.
     augment : bool
         Apply the spatial and intensity augmentation.
+    augmentation : str
+        Where it runs (`segloop.training.augment.AugmentEngine`): "monai", MONAI's transforms one case
+        at a time on the CPU (the shipped model's recipe); "batched", the same transforms and ranges
+        on the whole batch on the training device, which keeps a GPU busy instead of waiting on the CPU.
     threads : int, optional
         torch threads (``torch.set_num_threads``, process-wide); None: torch's default.
     num_labels : int
@@ -101,6 +106,7 @@ class TrainConfig:
     val_every: int = 10
     seed: int = 0
     augment: bool = True
+    augmentation: str = "monai"
     threads: int | None = None
     num_labels: int = 3
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
@@ -750,9 +756,10 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
     Files under `out_dir`: ``config.json`` (`config_record`), ``progress.json``, ``history.json``
     (loss per epoch, validation Dice per validated epoch), ``last.pt`` (every epoch), ``best.pt``,
     `RESUME_FILE` (every epoch, written last) and ``summary.json``, each written atomically. Sets
-    torch's global seed and, with ``cfg.threads``, its thread count. Randomness: case order and
-    patch placement from one numpy Generator seeded with ``cfg.seed``, augmentation from MONAI's
-    per-transform RandomStates seeded with it, initial weights from torch's global generator.
+    torch's global seed and, with ``cfg.threads``, its thread count. Randomness: case order, patch
+    placement and "batched" augmentation from one numpy Generator seeded with ``cfg.seed``, "monai"
+    augmentation from MONAI's per-transform RandomStates seeded with it, initial weights from torch's
+    global generator.
     """
     import torch
     from monai.losses import DiceCELoss
@@ -803,7 +810,9 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
     model.to(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    aug = _augmenter(cfg.patch, cfg.seed) if cfg.augment else None
+    engine = AugmentEngine(cfg.augmentation)
+    aug = _augmenter(cfg.patch, cfg.seed) if cfg.augment and engine is AugmentEngine.MONAI else None
+    batch_aug = cfg.augment and engine is AugmentEngine.BATCHED
 
     steps_per_epoch = max(1, math.ceil(len(train_data) / cfg.batch_size))
     total_steps = cfg.epochs * steps_per_epoch
@@ -850,6 +859,8 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
                 imgs.append(np.asarray(im, np.float32)); lbls.append(np.asarray(lb, np.float32))
             x = torch.from_numpy(np.stack(imgs)).to(device)
             y = torch.from_numpy(np.stack(lbls)).round().to(device)
+            if batch_aug:
+                x, y = augment_batch(x, y, rng)
             elapsed = time.perf_counter() - t0
             frac = step / total_steps
             if cfg.time_budget_min:
