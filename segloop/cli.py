@@ -28,6 +28,7 @@ from segloop.store.identity import audit_csv, audit_rows, audit_trail, local_ide
 from segloop.store.label_versions import list_versions, save_label_version
 from segloop.store.registry import ensure_shipped_model
 from segloop.store.vocabulary import LabelKind, RunState, ScanSource
+from segloop.training.augment import AugmentEngine
 from segloop.training.crossval import run_crossval
 from segloop.training.export import export_run
 from segloop.training.finetune import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, plan_finetune
@@ -55,7 +56,7 @@ def _recipe_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
              "val_every": args.val_every, "seed": args.seed, "threads": args.threads,
              "base_checkpoint": getattr(args, "base", None), "foreground_fraction": args.foreground_fraction,
              "val_tta": args.val_tta, "amp": args.amp, "device": args.device,
-             "augment": False if args.no_augment else None,
+             "augment": False if args.no_augment else None, "augmentation": args.augmentation,
              "patch": tuple(int(v) for v in args.patch.split(",")) if args.patch else None}
     return replace(base, architecture=arch, **{k: v for k, v in given.items() if v is not None})
 
@@ -121,7 +122,7 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     result = run_crossval(args.data, out, cfg, n_folds=folds, seed=split_seed, resume=args.resume,
                           mirror_tta=mirror, largest_component=largest, max_cases=max_cases,
                           session_minutes=args.session_minutes, ensemble=args.ensemble,
-                          log=lambda line: print(line, flush=True))
+                          log=lambda line: print(line, flush=True), jobs=args.jobs)
     if result["state"] == "paused":
         print(f"paused with folds {result['folds_done'] or 'none'} done; continue with the same command and --resume",
               file=sys.stderr)
@@ -389,6 +390,9 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
     p.add_argument("--no-augment", action="store_true", default=None, help="turn off spatial and intensity augmentation")
+    p.add_argument("--augmentation", choices=[e.value for e in AugmentEngine], default=None,
+                   help="monai: MONAI's transforms one case at a time on the CPU (the shipped recipe, default); batched: "
+                        "the same transforms on the whole batch on the training device (keeps a GPU busy)")
     p.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default: 16,32,64,128,256)")
     p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 1, as the shipped model)")
     p.add_argument("--patch", default=None, metavar="X,Y,Z",
@@ -445,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default: with it, as the shipped card)")
     p.add_argument("--no-largest-component", action="store_true", default=None,
                    help="score without the largest-component clean-up (default: with it, as the shipped card)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N folds at once, each in its own process (a GPU fits several; the CPU cores are "
+                        "shared out among them); each fold gives what it gives alone (default: 1)")
     p.add_argument("--ensemble", action="store_true",
                    help="when every fold is done, also combine the folds' final-epoch models into OUT/ensemble, "
                         "whose exported card states the cross-validation protocol and figures")

@@ -14,8 +14,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pydicom
-import SimpleITK as sitk
 
 from segloop.errors import ScanError
 
@@ -139,6 +137,10 @@ def read_dicom_series(
         geometry tags are missing or degenerate, slices share a position or are unevenly spaced
         (missing slices), the series is over `max_voxels`, or the pixel data cannot be decoded.
     """
+    # imported here: loading NIfTI (and training, which only reads NIfTI) then needs neither library
+    import pydicom
+    import SimpleITK as sitk
+
     folder = Path(folder)
     files = dicom_files(folder)
     if not files:
