@@ -18,7 +18,7 @@ a second call continues paused folds)::
 
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
     PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 python3 tools/device_crossval.py \
-        --data .devdata/msd-hippocampus --cv runs/cv --out "$OUT" --minutes 8
+        --data .devdata/msd-hippocampus --cv runs/cv --out "$OUT"
 
 Back here, rebuild the cross-validation folder from the fetched files and finish it (every fold is
 already trained and scored, so nothing is recomputed; `--ensemble` combines the folds)::
@@ -100,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="MSD-style folder of labelled cases")
     ap.add_argument("--cv", type=Path, required=True, help="cross-validation folder (kept between calls)")
     ap.add_argument("--out", type=Path, help="where the results to bring back go ($OUT)")
-    ap.add_argument("--minutes", type=float, default=8.0, help="wall time of this call's training (default: 8)")
-    ap.add_argument("--budget", type=float, default=7.0,
-                    help="training minutes per fold: the learning-rate schedule ends there (default: 7)")
+    ap.add_argument("--minutes", type=float, default=7.0, help="wall time of this call's training (default: 7)")
+    ap.add_argument("--budget", type=float, default=6.0,
+                    help="training minutes per fold: the learning-rate schedule ends there "
+                         "(default: 6; scoring the folds takes about 2 more)")
     ap.add_argument("--epochs", type=int, default=1000, help="upper bound on epochs (default: 1000)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=5, help="folds trained at once (default: 5)")
