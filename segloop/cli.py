@@ -122,13 +122,16 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     result = run_crossval(args.data, out, cfg, n_folds=folds, seed=split_seed, resume=args.resume,
                           mirror_tta=mirror, largest_component=largest, max_cases=max_cases,
                           session_minutes=args.session_minutes, ensemble=args.ensemble,
-                          log=lambda line: print(line, flush=True), jobs=args.jobs)
+                          log=lambda line: print(line, flush=True), jobs=args.jobs, refit=args.refit)
     if result["state"] == "paused":
         print(f"paused with folds {result['folds_done'] or 'none'} done; continue with the same command and --resume",
               file=sys.stderr)
         return EXIT_PAUSED
     print(result["table"])
     print(f"summary: {out / 'cv_summary.json'}; per case: {out / 'cv_cases.csv'}")
+    if "refit" in result:
+        print(f"trained on every case: {result['refit']} (export it: python -m segloop export --run {result['refit']} "
+              f"--checkpoint {Path(result['refit']) / 'last.pt'} --out weights/NAME.onnx)")
     if "ensemble" in result:
         print(f"ensemble: {result['ensemble']} (export it: python -m segloop export --run {result['ensemble']} "
               "--out weights/NAME.onnx)")
@@ -452,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N folds at once, each in its own process (a GPU fits several; the CPU cores are "
                         "shared out among them); each fold gives what it gives alone (default: 1)")
+    p.add_argument("--refit", action="store_true",
+                   help="also train one model on every case with the same recipe into OUT/all: the model to ship, as "
+                        "fast as one network, whose exported card carries the cross-validation figures")
     p.add_argument("--ensemble", action="store_true",
                    help="when every fold is done, also combine the folds' final-epoch models into OUT/ensemble, "
                         "whose exported card states the cross-validation protocol and figures")

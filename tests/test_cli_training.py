@@ -92,7 +92,7 @@ def test_cv_command_reports_folds_and_a_rerun_skips_them(tmp_path, small_msd):
     res = segloop("cv", str(small_msd), "--out", str(out), "--folds", "2", "--epochs", "1", "--augmentation", "batched",
                   "--jobs", "2", *TINY)
     assert res.returncode == 0, res.stderr
-    assert "(2 folds at once)" in res.stdout
+    assert "(2 runs at once)" in res.stdout
     assert json.loads((out / "cv_config.json").read_text())["config"]["augmentation"] == "batched"
     assert "2-fold cross-validation, final epoch (4 cases)" in res.stdout and "mean ± SD across 2 folds" in res.stdout
     summary = json.loads((out / "cv_summary.json").read_text())

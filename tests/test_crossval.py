@@ -202,7 +202,7 @@ def test_folds_trained_side_by_side_give_what_they_give_one_after_the_other(tmp_
     lines = []
     par = run_crossval(msd_dir, tmp_path / "par", cfg, n_folds=2, max_cases=6, jobs=2, log=lines.append)
     assert par["state"] == "finished" and par["folds_done"] == [0, 1]
-    assert any("2 folds at once" in line for line in lines) and any("2 folds trained in" in line for line in lines)
+    assert any("2 runs at once" in line for line in lines) and any("2 runs trained in" in line for line in lines)
     for k in (0, 1):
         wa = load_checkpoint(fold_dir(tmp_path / "seq", k) / "last.pt")[0]
         wb = load_checkpoint(fold_dir(tmp_path / "par", k) / "last.pt")[0]

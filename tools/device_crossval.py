@@ -20,11 +20,14 @@ a second call continues paused folds)::
     PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 python3 tools/device_crossval.py \
         --data .devdata/msd-hippocampus --cv runs/cv --out "$OUT"
 
-Back here, rebuild the cross-validation folder from the fetched files and finish it (every fold is
-already trained and scored, so nothing is recomputed; `--ensemble` combines the folds)::
+It trains the folds and, beside them, the model to ship: the same recipe on every case (``--refit``).
+Back here, rebuild the cross-validation folder from the fetched files and finish it (every run is
+already trained and every fold scored, so nothing is recomputed), then export the model to ship, whose
+card carries the cross-validation figures::
 
     python tools/device_crossval.py --unpack FILES_AT --cv runs/cv
-    python -m segloop cv .devdata/msd-hippocampus --out runs/cv --ensemble
+    python -m segloop cv .devdata/msd-hippocampus --out runs/cv --refit
+    python -m segloop export --run runs/cv/all --checkpoint runs/cv/all/last.pt --out weights/NAME.onnx --version 2
 """
 
 from __future__ import annotations
@@ -57,13 +60,14 @@ def pack(cv: Path, out: Path) -> list[Path]:
     Returns
     -------
     list of pathlib.Path
-        ``fold_<k>_last.pt`` for every fold that has one, and `SMALL_ARCHIVE` holding every file of
+        ``fold_<k>_last.pt`` for every fold that has one, ``all_last.pt`` for the model trained on
+        every case, and `SMALL_ARCHIVE` holding every file of
         `cv` except checkpoints and ONNX models (configs, histories, summaries, held-out scores,
         the splits and the tables).
     """
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for last in sorted(cv.glob("fold_*/last.pt")):
+    for last in sorted(cv.glob("fold_*/last.pt")) + sorted(cv.glob("all/last.pt")):
         target = out / f"{last.parent.name}_last.pt"
         shutil.copyfile(last, target)
         written.append(target)
@@ -82,14 +86,14 @@ def unpack(files: Path, cv: Path) -> None:
     Parameters
     ----------
     files : pathlib.Path
-        Folder holding `SMALL_ARCHIVE` and the ``fold_<k>_last.pt`` files.
+        Folder holding `SMALL_ARCHIVE` and the ``fold_<k>_last.pt`` (and ``all_last.pt``) files.
     cv : pathlib.Path
         The cross-validation folder to (re)create; existing files are replaced.
     """
     cv.mkdir(parents=True, exist_ok=True)
     with tarfile.open(files / SMALL_ARCHIVE, "r:gz") as tar:
         tar.extractall(cv, filter="data")
-    for last in sorted(files.glob("fold_*_last.pt")):
+    for last in sorted(files.glob("fold_*_last.pt")) + sorted(files.glob("all_last.pt")):
         fold = last.name[: -len("_last.pt")]
         (cv / fold).mkdir(exist_ok=True)
         shutil.copyfile(last, cv / fold / "last.pt")
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(default: 6; scoring the folds takes about 2 more)")
     ap.add_argument("--epochs", type=int, default=1000, help="upper bound on epochs (default: 1000)")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--jobs", type=int, default=5, help="folds trained at once (default: 5)")
+    ap.add_argument("--jobs", type=int, default=6, help="runs trained at once: the folds and the model on every "
+                    "case (default: 6)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--max-cases", type=int, default=None, help="a quick check of the pipeline only")
     ap.add_argument("--unpack", type=Path, default=None, help="rebuild --cv from these fetched files and stop")
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                       device=args.device, val_every=25)
     t0 = time.perf_counter()
     result = run_crossval(args.data, args.cv, cfg, n_folds=args.folds, seed=0, resume=True,
-                          session_minutes=args.minutes, max_cases=args.max_cases, jobs=args.jobs,
+                          session_minutes=args.minutes, max_cases=args.max_cases, jobs=args.jobs, refit=True,
                           log=lambda line: print(line, flush=True))
     print(f"{result['state']} in {time.perf_counter() - t0:.0f} s; folds done: {result['folds_done']}", flush=True)
     if result["state"] == "finished":

@@ -85,6 +85,10 @@ def cv_protocol(n_folds: int) -> str:
     return f"{n_folds}-fold cross-validation, final epoch"
 
 
+#: The "fold" number of the run trained on every case (`run_crossval`'s ``refit``); its folder is ``all``.
+REFIT = -1
+
+
 def fold_dir(out_dir: str | Path, fold: int) -> Path:
     """The run folder of one fold.
 
@@ -93,19 +97,26 @@ def fold_dir(out_dir: str | Path, fold: int) -> Path:
     out_dir : str or pathlib.Path
         The cross-validation's folder.
     fold : int
-        Fold number.
+        Fold number, or `REFIT` for the run trained on every case.
 
     Returns
     -------
     pathlib.Path
-        ``<out_dir>/fold_<fold>``.
+        ``<out_dir>/fold_<fold>``, or ``<out_dir>/all`` for `REFIT`.
 
     Examples
     --------
     >>> fold_dir("runs/cv", 3).as_posix()
     'runs/cv/fold_3'
+    >>> fold_dir("runs/cv", REFIT).as_posix()
+    'runs/cv/all'
     """
-    return Path(out_dir) / f"fold_{fold}"
+    return Path(out_dir) / ("all" if fold == REFIT else f"fold_{fold}")
+
+
+def _split_record(split: Split, data_dir: Path, out: Path) -> dict[str, Any]:
+    """A run's ``split.json``: its cases, the data folder and the cross-validation it belongs to."""
+    return {**split.to_dict(), "data": str(data_dir.resolve()), "cross_validation": str(out.resolve())}
 
 
 def _label_names() -> dict[int, str]:
@@ -331,7 +342,8 @@ def _train_fold(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case]
 def _train_folds_in_parallel(pending: list[Split], by_name: dict[str, Case], cfg: TrainConfig, out: Path,
                              data_dir: Path, n_folds: int, jobs: int, session_minutes: float | None,
                              say: LogFn) -> list[Split]:
-    """Train `pending` folds `jobs` at a time in spawned processes; returns the folds left incomplete."""
+    """Train `pending` folds (and the `REFIT` run) `jobs` at a time in spawned processes; returns those
+    left incomplete."""
     workers = min(jobs, len(pending))
     if cfg.threads is None:  # share the cores out instead of every process taking all of them
         cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // workers))
@@ -340,25 +352,26 @@ def _train_folds_in_parallel(pending: list[Split], by_name: dict[str, Case], cfg
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         for split in pending:
             run = fold_dir(out, split.fold)
-            atomic_write_json(run / "split.json", {**split.to_dict(), "data": str(data_dir.resolve()),
-                                                   "cross_validation": str(out.resolve())})
-            say(f"fold {split.fold}/{n_folds}: {'continuing' if run_state(run) == 'partial' else 'training'} on "
-                f"{len(split.train)} cases, {len(split.validation)} held out ({workers} folds at once)")
+            atomic_write_json(run / "split.json", _split_record(split, data_dir, out))
+            name = "all cases" if split.fold == REFIT else f"fold {split.fold}/{n_folds}"
+            say(f"{name}: {'continuing' if run_state(run) == 'partial' else 'training'} on "
+                f"{len(split.train)} cases, {len(split.validation)} held out ({workers} runs at once)")
             futures[split.fold] = pool.submit(_train_fold, cfg, [by_name[n] for n in split.train],
                                               [by_name[n] for n in split.validation], str(run), session_minutes)
         summaries = {k: f.result() for k, f in futures.items()}
-    say(f"{len(pending)} folds trained in {time.perf_counter() - t0:.0f} s")
+    say(f"{len(pending)} runs trained in {time.perf_counter() - t0:.0f} s")
     left = [s for s in pending if not summaries[s.fold].get("complete")]
     for s in left:
         summary = summaries[s.fold]
-        say(f"fold {s.fold}: {summary['stopped']} after epoch {summary['epochs_run']}; rerun with --resume")
+        name = "all cases" if s.fold == REFIT else f"fold {s.fold}"
+        say(f"{name}: {summary['stopped']} after epoch {summary['epochs_run']}; rerun with --resume")
     return left
 
 
 def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_folds: int = 5, seed: int = 0,
                  resume: bool = False, mirror_tta: bool = True, largest_component: bool = True,
                  max_cases: int | None = None, session_minutes: float | None = None, ensemble: bool = False,
-                 log: LogFn | None = None, jobs: int = 1) -> dict[str, Any]:
+                 log: LogFn | None = None, jobs: int = 1, refit: bool = False) -> dict[str, Any]:
     """Run (or continue) a k-fold cross-validation of a training recipe and report it.
 
     Parameters
@@ -396,13 +409,21 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
         rarely busy with one small 3D network: five folds side by side take little longer than one.
         Without ``cfg.threads`` the CPU cores are shared out among them. Every fold gives the same
         result as when trained alone.
+    refit : bool, optional
+        Also train one model on every case with the same recipe into ``<out_dir>/all`` (no case held
+        out, final epoch), the model to ship: the folds' figures estimate it (each fold model saw
+        (k-1)/k of the cases, so they slightly understate it), and unlike an ensemble it runs as fast
+        as one network. Its ``cross_validation.json`` lets `segloop.training.export.export_run` put
+        the cross-validation figures and protocol on its card. With ``jobs > 1`` it trains beside the
+        folds.
 
     Returns
     -------
     dict
         ``state`` ("finished" or "paused"), ``folds_done`` (list of int), ``out`` (str) and, when
         finished, ``summary`` (the `summarize_crossval` result, also in ``cv_summary.json``),
-        ``table`` (`format_crossval`) and, with `ensemble`, ``ensemble`` (its folder).
+        ``table`` (`format_crossval`), with `ensemble` ``ensemble`` (its folder) and with `refit`
+        ``refit`` (its folder).
 
     Raises
     ------
@@ -443,11 +464,14 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
     atomic_write_json(config_file, record)
     save_kfold_splits(out / "splits.json", splits, data_dir)
 
-    for split in splits:
-        if run_state(fold_dir(out, split.fold)) == "partial" and not resume:
-            raise SegLoopError(f"{fold_dir(out, split.fold)} holds a fold that stopped part-way; rerun with --resume "
+    for k in [s.fold for s in splits] + ([REFIT] if refit else []):
+        if run_state(fold_dir(out, k)) == "partial" and not resume:
+            raise SegLoopError(f"{fold_dir(out, k)} holds a run that stopped part-way; rerun with --resume "
                                "to continue it from its last completed epoch")
+    refit_split = Split(seed, n_folds, REFIT, tuple(names), ()) if refit else None
     pending = [s for s in splits if run_state(fold_dir(out, s.fold)) != "complete"]
+    if refit_split and run_state(fold_dir(out, REFIT)) != "complete":
+        pending.append(refit_split)
     if jobs > 1 and len(pending) > 1:
         paused = _train_folds_in_parallel(pending, by_name, cfg, out, data_dir, n_folds, jobs, session_minutes, say)
         if paused:
@@ -462,8 +486,7 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
             if left is not None and left <= 0:
                 say(f"fold {k}: not started, the session's time is up")
                 return {"state": "paused", "folds_done": done, "out": str(out)}
-            atomic_write_json(run / "split.json", {**split.to_dict(), "data": str(data_dir.resolve()),
-                                                   "cross_validation": str(out.resolve())})
+            atomic_write_json(run / "split.json", _split_record(split, data_dir, out))
             say(f"fold {k}/{n_folds}: {'continuing' if state == 'partial' else 'training'} on {len(split.train)} "
                 f"cases, {len(split.validation)} held out")
             summary = train(cfg, [by_name[n] for n in split.train], [by_name[n] for n in split.validation], run,
@@ -499,4 +522,17 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
         combine_runs([fold_dir(out, s.fold) for s in splits], out / "ensemble", HEADLINE_CHECKPOINT)
         result["ensemble"] = str(out / "ensemble")
         say(f"ensemble of the {n_folds} final-epoch fold models: {out / 'ensemble'}")
+    if refit_split:
+        run = fold_dir(out, REFIT)
+        if run_state(run) != "complete":
+            left = None if session_minutes is None else session_minutes - (time.perf_counter() - t_start) / 60
+            atomic_write_json(run / "split.json", _split_record(refit_split, data_dir, out))
+            say(f"all {len(names)} cases: {'continuing' if run_state(run) == 'partial' else 'training'} the model to ship")
+            trained = train(cfg, [by_name[n] for n in names], [], run, resume=True, session_minutes=left)
+            if not trained.get("complete"):
+                say(f"all cases: {trained['stopped']} after epoch {trained['epochs_run']}; rerun with --resume")
+                return {**result, "state": "paused"}
+        atomic_write_json(run / "cross_validation.json", {**summary, "refit_on_all_cases": len(names)})
+        result["refit"] = str(run)
+        say(f"model trained on all {len(names)} cases: {run} (export it with --checkpoint {run / HEADLINE_CHECKPOINT})")
     return result

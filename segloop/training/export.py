@@ -312,8 +312,9 @@ def cross_validation_record(cv: dict[str, Any]) -> tuple[Evaluation, dict[str, A
         For ``training["cross_validation"]``: ``protocol``, ``folds``, ``seed``, ``checkpoint``,
         ``dice_across_folds`` and ``hd95_mm_across_folds`` (mean, sd, min, max per label name),
         ``per_fold`` (fold, number of held-out cases, Dice and HD95 per label name),
-        ``pooled_over_cases`` and, for an ensemble of the folds (``ensemble_of_folds`` in `cv`),
-        ``exported_weights`` saying what was exported and that it was not itself scored.
+        ``pooled_over_cases`` and, for an ensemble of the folds (``ensemble_of_folds`` in `cv`) or a
+        model refit on every case (``refit_on_all_cases``), ``exported_weights`` saying what was
+        exported and that it was not itself scored.
 
     Examples
     --------
@@ -345,6 +346,12 @@ def cross_validation_record(cv: dict[str, Any]) -> tuple[Evaluation, dict[str, A
             f"the softmax average of the final-epoch models of folds {cv['ensemble_of_folds']}, which together trained "
             "on every case of the split; the figures are those of the single fold models on their held-out folds, "
             "the ensemble itself has no held-out case here")
+    if cv.get("refit_on_all_cases") is not None:
+        record["exported_weights"] = (
+            f"one model trained with the same recipe and schedule on all {cv['refit_on_all_cases']} cases (final "
+            f"epoch, nothing chosen on any case); the figures are those of the {cv['n_folds']} fold models on their "
+            f"held-out folds, each trained on {cv['n_folds'] - 1}/{cv['n_folds']} of the cases, so they estimate "
+            "this model slightly conservatively")
     return evaluation, record
 
 
