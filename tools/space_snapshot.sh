@@ -4,7 +4,8 @@
 #
 # Why a snapshot: the Hub refuses a push whose commits contain any binary file outside LFS/Xet, history
 # included, and this repository keeps its weights as plain git files so that a checkout without git-lfs
-# (CI's) gets real files. .gitattributes names what goes to LFS; this script applies it to a fresh copy.
+# (CI's) gets real files. tools/space.gitattributes names what goes to LFS; this script makes it the
+# .gitattributes of a fresh copy of HEAD.
 #
 # Usage: tools/space_snapshot.sh [DIR]      (default: ../segloop-space; DIR is replaced)
 # Then:  git -C DIR push --force https://huggingface.co/spaces/<user>/<space> main
@@ -20,6 +21,7 @@ rev="$(git -C "$root" rev-parse --short HEAD)"
 rm -rf "$dest"
 mkdir -p "$dest"
 git -C "$root" archive HEAD | tar -x -C "$dest"
+cp "$dest/tools/space.gitattributes" "$dest/.gitattributes"
 cd "$dest"
 git init -q -b main
 git lfs install --local >/dev/null
@@ -30,7 +32,7 @@ git -c user.name="SegLoop snapshot" -c user.email="segloop@localhost" commit -q 
 empty_tree="$(git hash-object -t tree /dev/null)"
 binaries="$(git diff --numstat "$empty_tree" HEAD | awk -F'\t' '$1 == "-" {print $3}')"
 if [ -n "$binaries" ]; then
-    echo "binary files outside LFS (add their pattern to .gitattributes):" >&2
+    echo "binary files outside LFS (add their pattern to tools/space.gitattributes):" >&2
     echo "$binaries" >&2
     exit 1
 fi
