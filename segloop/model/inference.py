@@ -21,6 +21,7 @@ from segloop.io.volume import Volume
 from segloop.model.card import Augmentation, ModelCard, card_path_for, check_scan_fits, load_card
 from segloop.model.preprocessing import normalize, pad_to_multiple
 from segloop.model.runtime import cuda_fallback_reason, cuda_status, onnxruntime
+from segloop.model.sliding_window import sliding_window_inference
 
 DEFAULT_MODEL = WEIGHTS_DIR / "hippocampus-unet-v1.onnx"
 
@@ -184,19 +185,15 @@ def _run_logits(sess: _Session, image: np.ndarray, divisor: int, patch: list[int
         with sess.lock:
             out = run(None, {"image": x})[0]
         return out[0][(slice(None),) + crop[2:]]
-    import torch
-    from monai.inferers import sliding_window_inference
-
     # windows of the training patch size: InstanceNorm statistics then match what the model saw in training
     roi = [int(np.ceil(p / divisor) * divisor) for p in (patch or [96, 96, 96])]
     x, crop = pad_to_multiple(image[None, None], divisor, min_shape=tuple(roi))
 
-    def predictor(t: torch.Tensor) -> torch.Tensor:
+    def predictor(window: np.ndarray) -> np.ndarray:
         with sess.lock:
-            return torch.from_numpy(run(None, {"image": t.numpy().astype(np.float32)})[0])
+            return run(None, {"image": np.ascontiguousarray(window, dtype=np.float32)})[0]
 
-    with torch.no_grad():
-        out = sliding_window_inference(torch.from_numpy(x), roi, 1, predictor, overlap=0.25, mode="gaussian").numpy()
+    out = sliding_window_inference(x.astype(np.float32, copy=False), roi, predictor, overlap=0.25)
     return out[0][(slice(None),) + crop[2:]]
 
 
@@ -238,8 +235,9 @@ def predict(volume: Volume, model_path: str | Path | None = None, largest_compon
     """Segment a scan; returns labels, probabilities and uncertainty on the scan's RAS grid.
 
     The scan is normalised as the card says; a volume of up to `WHOLE_VOLUME_MAX_VOXELS` runs in one
-    pass (padded to the size divisor and at least the training patch), a larger one by MONAI sliding
-    window over training-patch-sized windows (overlap 0.25, Gaussian weights). Each test-time
+    pass (padded to the size divisor and at least the training patch), a larger one by sliding
+    window over training-patch-sized windows (overlap 0.25, Gaussian weights, as MONAI's
+    `sliding_window_inference`; see `segloop.model.sliding_window`). Each test-time
     augmentation of the card (a left-right flip) is run too and the probabilities averaged.
 
     Parameters
