@@ -10,7 +10,7 @@ weighted average. tests/test_sliding_window.py checks it against MONAI itself.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def scan_starts(size: int, roi: int, overlap: float) -> list[int]:
     [0]
     """
     step = roi if roi == size else max(int(roi * (1 - overlap)), 1)
-    n = int(math.ceil(size / step))
+    n = math.ceil(size / step)
     last = next((d for d in range(n) if d * step + roi >= size), None)
     count = last + 1 if last is not None else 1
     return [i * step - max(i * step + roi - size, 0) for i in range(count)]
