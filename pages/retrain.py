@@ -18,6 +18,7 @@ from components.scan_picker import keep_case_in_url
 from components.store import fmt_time, get_store, label_names_for
 from segloop import config
 from segloop.errors import SegLoopError
+from segloop.model.runtime import training_unavailable
 from segloop.store.identity import Action
 from segloop.store.registry import list_models
 from segloop.store.vocabulary import ACTIVE_RUN_STATES
@@ -124,6 +125,9 @@ if current is not None and current.status in ACTIVE_RUN_STATES:
     current = store.run(run_status(store, current.id)["id"])  # notices a job that died
 
 st.subheader("New fine-tuning run")
+no_training = training_unavailable()  # a slim install (the Space's) views and segments, but cannot train
+if no_training:
+    st.warning(no_training, icon=":material/block:")
 if not models:
     st.info("No registered model has a torch checkpoint to fine-tune from (weights/hippocampus-unet-v1.pt).")
     st.stop()
@@ -191,8 +195,11 @@ identity = auth.current_identity()
 may_train = auth.allowed(Action.TRAIN, identity)
 if not may_train:
     st.caption(f"Starting and cancelling training runs: {auth.needs(Action.TRAIN).lower()}")
-if st.button("Start training", key="start_btn", type="primary", disabled=not plan.validation or not may_train):
-    if problems:
+if st.button("Start training", key="start_btn", type="primary",
+             disabled=not plan.validation or not may_train or bool(no_training), help=no_training):
+    if no_training:
+        st.error(no_training)
+    elif problems:
         st.error(problems[0])
     else:
         try:

@@ -29,6 +29,7 @@ VALIDATION = ["hippocampus_011", "hippocampus_014", "hippocampus_001"]  # 001 is
 
 @pytest.fixture()
 def env(tmp_path, monkeypatch, msd_dir):
+    pytest.importorskip("torch", reason="fine-tuning needs the train extra (pip install 'segloop[train]')")
     ws = tmp_path / "ws"
     monkeypatch.setenv("SEGLOOP_WORKSPACE", str(ws))
     monkeypatch.setenv("SEGLOOP_DATA_DIR", str(msd_dir))
@@ -96,3 +97,20 @@ def test_start_a_tiny_run_follow_it_and_get_an_inactive_version(env):
     # state survives a reload: a fresh session shows the same finished run
     at2 = AppTest.from_file(PAGE, default_timeout=60).run()
     assert any("Registered as version 2" in s.value for s in at2.success)
+
+
+def test_without_torch_the_page_says_how_to_install_training_and_cannot_start(tmp_path, monkeypatch, msd_dir):
+    """A slim install (`.[app,cpu]`, the Space's) has no PyTorch, MONAI or onnx: the page says so, Start is off.
+
+    Runs in a slim environment as it is, and here with the three hidden; the shipped model is the base."""
+    monkeypatch.setenv("SEGLOOP_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("SEGLOOP_DATA_DIR", str(msd_dir))
+    for module in ("torch", "monai", "onnx"):
+        monkeypatch.setitem(sys.modules, module, None)  # import and find_spec now both say: not installed
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="base_model").value.version == 1  # the page still shows the plan
+    warning = next(w.value for w in at.warning if "Training needs PyTorch and MONAI" in w.value)
+    assert "pip install 'segloop[train]'" in warning and "PyTorch, MONAI, onnx" in warning
+    assert at.button(key="start_btn").disabled
+    assert Datastore(workspace=tmp_path / "ws").runs() == []

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from segloop.model.inference import get_session
-from segloop.model.runtime import FIX_GPU, cuda_status, driver_found, onnxruntime, runtime_package
+from segloop.model.runtime import (FIX_GPU, cuda_status, driver_found, onnxruntime, runtime_package,
+                                   training_unavailable)
 
 
 def doctor_report(model_path: str | Path) -> list[tuple[str, str]]:
@@ -25,6 +26,7 @@ def doctor_report(model_path: str | Path) -> list[tuple[str, str]]:
             rows.append((name, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
             rows.append((name, "not installed"))
+    rows.append(("training", training_unavailable() or "installed (train, cv, finetune, export)"))
     rows.append(("onnxruntime", runtime_package()))
     ort = onnxruntime()
     rows.append(("providers available", ", ".join(ort.get_available_providers())))

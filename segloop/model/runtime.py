@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
+import importlib.util
 import platform
 import sys
 import threading
 
-from segloop.errors import ModelError
+from segloop.errors import ModelError, SegLoopError
 
 #: The NVIDIA driver's library, per platform (`sys.platform`).
 DRIVER_LIBRARY = {"linux": "libcuda.so.1", "win32": "nvcuda.dll"}
 #: What `pip install` line fixes a missing piece.
 FIX_GPU = "pip install -r requirements-gpu.txt   (or: pip install 'segloop[gpu]')"
+FIX_TRAIN = "pip install 'segloop[train]'"
+#: The modules of the "train" extra (import name: what it is called), which only training and export use.
+TRAINING_MODULES = {"torch": "PyTorch", "monai": "MONAI", "onnx": "onnx"}
 
 _PRELOAD_LOCK = threading.Lock()
 _preloaded: list[str] = []  # "" once tried, or the error text of the attempt
@@ -35,6 +39,36 @@ def onnxruntime():
         raise ModelError("ONNX Runtime is not installed: pip install 'segloop[cpu]' (or 'segloop[gpu]' on a machine "
                          "with an NVIDIA GPU)") from None
     return ort
+
+
+def training_unavailable() -> str | None:
+    """Why training cannot run here (PyTorch, MONAI or onnx not installed), or None when it can.
+
+    Viewing, segmenting, correcting and evaluating never need them: inference runs on ONNX Runtime.
+    Training, cross-validation, fine-tuning and ONNX export do; they come with the "train" extra.
+    Only looks the modules up (nothing is imported), so it is cheap enough for every page run.
+
+    Returns
+    -------
+    str or None
+        One sentence naming what is missing and the install command; None when all are installed.
+
+    Examples
+    --------
+    >>> training_unavailable() is None or "segloop[train]" in training_unavailable()
+    True
+    """
+    missing = [name for module, name in TRAINING_MODULES.items() if importlib.util.find_spec(module) is None]
+    if not missing:
+        return None
+    return f"Training needs PyTorch and MONAI (and onnx to export); not installed: {', '.join(missing)}. Install: {FIX_TRAIN}"
+
+
+def require_training() -> None:
+    """Raise a SegLoopError saying how to install training when `training_unavailable` says it is missing."""
+    reason = training_unavailable()
+    if reason:
+        raise SegLoopError(reason)
 
 
 def runtime_package() -> str:
