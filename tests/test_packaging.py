@@ -34,16 +34,18 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def requirements_for(platform: str, extras: tuple[str, ...] = ("app",)) -> list[str]:
+def requirements_for(platform: str, extras: tuple[str, ...] = ("app", "train"), requirements_txt: bool = True) -> list[str]:
     """The requirements the README's install command asks for on a platform: pyproject dependencies and
-    extras plus requirements.txt's own lines, markers evaluated for that platform, markers dropped."""
+    extras plus requirements.txt's own lines (unless `requirements_txt` is False: a `pip install
+    ".[extras]"` such as the Dockerfile's), markers evaluated for that platform, markers dropped."""
     env = {**default_environment(), **PLATFORMS[platform][0]}
     project = _pyproject()["project"]
     lines = list(project["dependencies"])
     for extra in extras:
         lines += project["optional-dependencies"][extra]
-    lines += [ln for ln in (ROOT / "requirements.txt").read_text().splitlines()
-              if ln.strip() and not ln.startswith(("#", "-"))]
+    if requirements_txt:
+        lines += [ln for ln in (ROOT / "requirements.txt").read_text().splitlines()
+                  if ln.strip() and not ln.startswith(("#", "-"))]
     out = []
     for line in lines:
         req = Requirement(line)
@@ -63,30 +65,51 @@ def test_each_platform_gets_exactly_one_onnx_runtime():
 def test_package_metadata_and_console_script():
     project = _pyproject()["project"]
     assert project["scripts"]["segloop"] == "segloop.cli:main"
-    assert {"app", "cpu", "gpu", "ray"} <= set(project["optional-dependencies"])
-    assert any(d.startswith("torch==") for d in project["dependencies"])  # pinned: no surprise CUDA build
-    assert "-e .[app]" in (ROOT / "requirements.txt").read_text()
-    assert "[app,gpu]" in (ROOT / "requirements-gpu.txt").read_text()
+    extras = project["optional-dependencies"]
+    assert {"app", "train", "cpu", "gpu", "ray"} <= set(extras)
+    # the core runs inference and evaluation without PyTorch, MONAI or onnx: a slim install (the Space's)
+    core = {Requirement(d).name.lower() for d in project["dependencies"]}
+    assert not core & {"torch", "monai", "onnx"}, core
+    assert {Requirement(d).name for d in extras["train"]} == {"torch", "monai", "onnx"}
+    assert "torch==2.13.0" in extras["train"]  # pinned: no surprise CUDA build
+    # local installs (requirements files) still train
+    assert "-e .[app,train]" in (ROOT / "requirements.txt").read_text()
+    assert "[app,train,gpu]" in (ROOT / "requirements-gpu.txt").read_text()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("platform", list(PLATFORMS))
-def test_requirements_resolve_to_wheels_on_every_platform(platform, tmp_path):
-    """The platform's requirements resolve to binary wheels on the registry (nothing is installed)."""
+def _resolve(platform: str, requirements: list[str], tmp_path: Path) -> str:
+    """uv's lock file for `requirements` on `platform` (binary wheels only; nothing is installed)."""
     import os
     import shutil
 
     uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
     assert uv, "uv (requirements-dev.txt) is needed to resolve for other platforms"
     reqs = tmp_path / "requirements.txt"
-    reqs.write_text("\n".join(requirements_for(platform)))
+    reqs.write_text("\n".join(requirements))
     env = {**os.environ, "MACOSX_DEPLOYMENT_TARGET": "14.0"}
     res = subprocess.run([uv, "pip", "compile", str(reqs), "--python-platform", PLATFORMS[platform][1],
                           "--python-version", "3.11", "--only-binary", ":all:", "--quiet", "-o", str(tmp_path / "lock")],
                          capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, f"{platform}: {res.stderr[-2000:]}"
-    lock = (tmp_path / "lock").read_text()
+    return (tmp_path / "lock").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("platform", list(PLATFORMS))
+def test_requirements_resolve_to_wheels_on_every_platform(platform, tmp_path):
+    """The platform's requirements resolve to binary wheels on the registry (nothing is installed)."""
+    lock = _resolve(platform, requirements_for(platform), tmp_path)
     assert re.search(r"^torch==2\.13\.0", lock, re.M) and re.search(r"^onnxruntime(-gpu)?==1\.31\.1", lock, re.M)
+    assert re.search(r"^monai==1\.6\.1", lock, re.M) and re.search(r"^onnx==", lock, re.M)
+
+
+@pytest.mark.slow
+def test_the_slim_space_install_resolves_without_the_training_stack(tmp_path):
+    """`pip install ".[app,cpu]"` (the Space's image) pulls no PyTorch, MONAI, onnx, nor torch's sympy."""
+    lock = _resolve("linux-x86_64", requirements_for("linux-x86_64", ("app", "cpu"), requirements_txt=False), tmp_path)
+    assert re.search(r"^onnxruntime==1\.31\.1", lock, re.M) and re.search(r"^streamlit==", lock, re.M)
+    for heavy in ("torch", "monai", "onnx", "sympy", "onnxruntime-gpu"):  # networkx stays: scikit-image needs it
+        assert not re.search(rf"^{heavy}==", lock, re.M), f"{heavy} is in the slim install"
 
 
 def test_dockerfile_promises():
@@ -94,7 +117,9 @@ def test_dockerfile_promises():
     assert re.search(r"useradd .*--uid 1000", text) and "USER user" in text
     assert "EXPOSE 7860" in text and "--server.port 7860" in text
     assert "mkdir -p /data && chown 1000:1000 /data" in text
-    assert "download.pytorch.org/whl/cpu" in text and '".[app,cpu]"' in text
+    # the slim core (app, CPU ONNX Runtime: no torch), training one build argument away (EXTRAS=app,cpu,train)
+    assert '".[app,cpu]"' in text or ("ARG EXTRAS=app,cpu\n" in text and '".[$EXTRAS]"' in text)
+    assert "download.pytorch.org/whl/cpu" in text  # a torch, when asked for, is the CPU build
     assert "! pip show onnxruntime-gpu" in text  # never both runtimes in the image
     assert 'if [ -n \\"$SPACE_ID\\" ]' in text  # XSRF protection off only inside a Space
     ignored = (ROOT / ".dockerignore").read_text().split()
