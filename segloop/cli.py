@@ -23,6 +23,7 @@ from segloop.io.writers import save_label, write_csv
 from segloop.model.doctor import doctor_report
 from segloop.model.inference import default_model_path
 from segloop.model.metrics import evaluate_folders, format_evaluation, per_case_rows
+from segloop.model.runtime import TRAINING_MODULES, require_training, training_unavailable
 from segloop.store.database import Datastore, LabelVersion
 from segloop.store.identity import audit_csv, audit_rows, audit_trail, local_identity
 from segloop.store.label_versions import list_versions, save_label_version
@@ -62,6 +63,7 @@ def _recipe_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    require_training()  # PyTorch, MONAI and onnx: the train extra, absent from a slim install
     if args.resume:
         out = Path(args.resume)
         if args.out and Path(args.out).resolve() != out.resolve():
@@ -107,6 +109,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_cv(args: argparse.Namespace) -> int:
+    require_training()  # PyTorch, MONAI and onnx: the train extra, absent from a slim install
     out = Path(args.out)
     stored = json.loads((out / "cv_config.json").read_text()) if (out / "cv_config.json").is_file() else None
     # a rerun continues the same cross-validation: what is not given again is taken from it
@@ -231,6 +234,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    require_training()  # PyTorch, MONAI and onnx: the train extra, absent from a slim install
     card = export_run(run_dir=args.run, onnx_path=args.out, name=args.name, version=args.version,
                       parent=args.parent, checkpoint=args.checkpoint, data=args.data)
     print(json.dumps({"onnx": args.out, "metrics": asdict(card.metrics)}, indent=2))
@@ -244,11 +248,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
+    require_training()  # PyTorch, MONAI and onnx: the train extra, absent from a slim install
     print(json.dumps(combine_runs(args.runs, args.out, args.checkpoint)))
     return 0
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    require_training()  # PyTorch, MONAI and onnx: the train extra, absent from a slim install
     store = Datastore(workspace=args.workspace)
     ensure_shipped_model(store)
     base = store.model_by_version(args.base) if args.base is not None else None
@@ -627,6 +633,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SegLoopError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a training-only import reached some other way: still one clear line
+        if exc.name not in TRAINING_MODULES:
+            raise
+        print(f"error: {training_unavailable() or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

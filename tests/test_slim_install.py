@@ -97,3 +97,23 @@ def test_training_is_reported_available_here():
 
     assert training_unavailable() is None
     require_training()
+
+
+def test_training_commands_say_what_to_install_without_the_training_stack(tmp_path, msd_dir):
+    """`segloop train/cv/export/ensemble/finetune` on a slim install: one line naming the extra, exit 2."""
+    out = run_without_training(f"""
+        import contextlib, io, json
+        from segloop.cli import main
+        results = {{}}
+        for argv in (["cv", {str(msd_dir)!r}, "--out", {str(tmp_path / "cv")!r}], ["train", "--out", {str(tmp_path / "t")!r}],
+                     ["ensemble", "a", "b", "--out", {str(tmp_path / "e")!r}]):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                rc = main(argv)
+            results[argv[0]] = [rc, err.getvalue()]
+        print(json.dumps(results))
+    """)
+    for command, (rc, err) in out.items():
+        assert rc == 2, command
+        assert err.strip().splitlines() == [err.strip()] and "pip install 'segloop[train]'" in err, command
+    assert not (tmp_path / "cv").exists()  # nothing was started
