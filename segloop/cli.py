@@ -23,6 +23,7 @@ from segloop.io.writers import save_label, write_csv
 from segloop.model.doctor import doctor_report
 from segloop.model.inference import default_model_path
 from segloop.model.metrics import evaluate_folders, format_evaluation, per_case_rows
+from segloop.model.network import DEFAULT_ARCHITECTURE, DYNUNET_ARCHITECTURE
 from segloop.model.runtime import TRAINING_MODULES, require_training, training_unavailable
 from segloop.store.database import Datastore, LabelVersion
 from segloop.store.identity import audit_csv, audit_rows, audit_trail, local_identity
@@ -40,6 +41,9 @@ from segloop.wholehead.segment import Mode, ScanKind, scan_kind, segment_scan, v
 
 DEFAULT_DATA = "../shared/data/msd-hippocampus"
 
+#: The networks --architecture names (a resumed run keeps its own unless another is named).
+ARCHITECTURES = {"unet": DEFAULT_ARCHITECTURE, "dynunet": DYNUNET_ARCHITECTURE}
+
 #: Exit status of `train` and `cv` when --session-minutes paused the run: not an error, rerun with --resume.
 EXIT_PAUSED = 3
 
@@ -48,6 +52,11 @@ def _recipe_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     """The TrainConfig of `train`/`cv`: options given on the command line over `base` (the defaults, or
     the run's own settings when it is resumed, so only what the user typed can differ)."""
     arch = dict(base.architecture)
+    if args.architecture is not None and ARCHITECTURES[args.architecture]["name"] != arch.get("name"):
+        arch = {**ARCHITECTURES[args.architecture], "out_channels": base.num_labels}
+    if arch.get("name") != DEFAULT_ARCHITECTURE["name"] and (args.channels or args.res_units is not None):
+        raise SegLoopError("--channels and --res-units shape the U-Net; the dynunet architecture is nnU-Net's plan "
+                           "for this task and has no such options")
     if args.channels:
         arch["channels"] = [int(c) for c in args.channels.split(",")]
         arch["strides"] = [2] * (len(arch["channels"]) - 1)
@@ -402,6 +411,9 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augmentation", choices=[e.value for e in AugmentEngine], default=None,
                    help="monai: MONAI's transforms one case at a time on the CPU (the shipped recipe, default); batched: "
                         "the same transforms on the whole batch on the training device (keeps a GPU busy)")
+    p.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=None,
+                   help="unet: MONAI UNet, as the shipped model; dynunet: MONAI DynUNet as nnU-Net plans it for this "
+                        "task (32-256 filters, 4 levels), trained with deep supervision (default: unet)")
     p.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default: 16,32,64,128,256)")
     p.add_argument("--res-units", type=int, default=None, help="residual units per U-Net level (default: 1, as the shipped model)")
     p.add_argument("--patch", default=None, metavar="X,Y,Z",

@@ -762,8 +762,9 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
     global generator.
     """
     import torch
-    from monai.losses import DiceCELoss
     from tqdm import tqdm
+
+    from segloop.training.losses import segmentation_loss
 
     session_t0 = time.perf_counter()
     out = Path(out_dir)
@@ -808,7 +809,7 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
         base_state, _ = load_checkpoint(cfg.base_checkpoint)
         model.load_state_dict(base_state)
     model.to(device)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    loss_fn = segmentation_loss()  # DiceCE; nnU-Net's weighted sum over a deep-supervision stack
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     engine = AugmentEngine(cfg.augmentation)
     aug = _augmenter(cfg.patch, cfg.seed) if cfg.augment and engine is AugmentEngine.MONAI else None
