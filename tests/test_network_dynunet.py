@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from monai.losses import DiceCELoss
 
-import segloop.training.losses as losses
+import segloop.training.loop as loop
 from segloop.cli import _recipe_config, build_parser
 from segloop.data.splits import msd_cases
 from segloop.errors import SegLoopError
@@ -173,13 +173,13 @@ def test_export_matches_torch_where_onnx_runtimes_instance_norm_alone_would_not(
 def test_dynunet_trains_with_deep_supervision_and_exports_to_the_same_logits(tmp_path, msd_dir, monkeypatch):
     cases = msd_cases(msd_dir)[:3]
     seen = []
-    real_loss = losses.segmentation_loss
+    real_loss = segmentation_loss
 
     def recording_loss():
         fn = real_loss()
         return lambda out, y: (seen.append(tuple(out.shape)), fn(out, y))[1]
 
-    monkeypatch.setattr(losses, "segmentation_loss", recording_loss)
+    monkeypatch.setattr(loop, "segmentation_loss", recording_loss)
     cfg = TrainConfig(epochs=2, batch_size=2, patch=PATCH, val_every=1, threads=2, warmup_steps=1,
                       architecture=dict(DYNUNET_ARCHITECTURE))
     run = tmp_path / "run"

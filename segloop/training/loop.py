@@ -31,6 +31,7 @@ from segloop.model.metrics import dice_per_label
 from segloop.model.network import DEFAULT_ARCHITECTURE, build_network, ensemble_architecture, size_divisor
 from segloop.model.preprocessing import normalize, pad_to_multiple
 from segloop.training.augment import AugmentEngine, augment_batch
+from segloop.training.losses import segmentation_loss
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -763,8 +764,6 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
     """
     import torch
     from tqdm import tqdm
-
-    from segloop.training.losses import segmentation_loss
 
     session_t0 = time.perf_counter()
     out = Path(out_dir)
