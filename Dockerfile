@@ -1,6 +1,9 @@
-# SegLoop as a Hugging Face Space (Docker SDK). CPU only: the CPU builds of torch and ONNX Runtime, never
-# the CUDA ones (a CPU Space cannot use them and they are over 2 GB).
+# SegLoop as a Hugging Face Space (Docker SDK). CPU only and slim: the app views, segments, corrects and
+# evaluates with ONNX Runtime's CPU build; PyTorch, MONAI and onnx (training, fine-tuning and ONNX export,
+# the "train" extra) are left out, and the Retrain page says how to add them.
 # Build and run locally:  docker build -t segloop . && docker run -p 7860:7860 segloop
+# With training in the image (CPU torch, about 0.9 GB more):
+#   docker build --build-arg EXTRAS=app,cpu,train -t segloop-train .
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -15,13 +18,28 @@ ENV PYTHONUNBUFFERED=1 \
 # root-owned /data never silently sends it to the home folder.
 RUN useradd --create-home --uid 1000 user && mkdir -p /data && chown 1000:1000 /data
 
-# torch's CPU wheel first (PyPI's default Linux wheel pulls several GB of CUDA libraries); the package
-# with the app and CPU ONNX Runtime extras then finds torch==2.13.0 already satisfied.
+# The package's extras: the app and CPU ONNX Runtime; add train for training (never gpu: a CPU Space
+# cannot use CUDA, and two ONNX Runtime builds fight over one module).
+ARG EXTRAS=app,cpu
+# With train only: torch's CPU wheel first (PyPI's default Linux wheel pulls several GB of CUDA libraries);
+# the package then finds torch==2.13.0 already satisfied. A build machine that cannot reach PyTorch's index
+# passes another one holding torch==2.13.0+cpu (README, Deployment). torch's C++ test programs (torch/test,
+# torch/bin) and headers (torch/include, used only to compile C++ extensions or torch.compile kernels, which
+# SegLoop does not) are 195 MB that nothing here runs. Without train, the build checks torch stayed out.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 COPY --chown=user . /home/user/app
 WORKDIR /home/user/app
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && pip install ".[app,cpu]" \
- && ! pip show onnxruntime-gpu >/dev/null 2>&1
+RUN case ",$EXTRAS," in \
+      *,train,*) pip install torch==2.13.0 --index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple ;; \
+    esac \
+ && pip install ".[$EXTRAS]" \
+ && ! pip show onnxruntime-gpu >/dev/null 2>&1 \
+ && case ",$EXTRAS," in \
+      *,train,*) torch_dir="$(python -c 'import importlib.util as u; print(u.find_spec("torch").submodule_search_locations[0])')" \
+        && rm -rf "$torch_dir/test" "$torch_dir/include" \
+        && find "$torch_dir/bin" -mindepth 1 ! -name torch_shm_manager -exec rm -rf {} + ;; \
+      *) ! pip show torch >/dev/null 2>&1 ;; \
+    esac
 
 USER user
 ENV HOME=/home/user \
