@@ -94,8 +94,11 @@ class TrainConfig:
     -----
     `RUNTIME_FIELDS` (threads, device) say where and how fast a run computes, not what: a run may be
     resumed with other values of them, never with another value of any other field. Deep supervision
-    is not offered: MONAI's `UNet` (the architecture SegLoop builds and ships) has no auxiliary
-    outputs, and grafting heads onto it would change the network every exported model and card uses.
+    comes with the architecture, not a field: `segloop.model.network.DYNUNET_ARCHITECTURE` (MONAI's
+    DynUNet, nnU-Net's plan for this task) also returns its two deeper decoder outputs in training
+    mode, and `segloop.training.losses.segmentation_loss` weighs them 2/7 and 1/7 beside the
+    full-resolution output's 4/7, as nnU-Net does; the default `UNet` (the shipped model's) has no
+    auxiliary outputs and trains with plain Dice + cross-entropy.
     """
 
     epochs: int = 200
