@@ -67,6 +67,7 @@ def _recipe_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
              "base_checkpoint": getattr(args, "base", None), "foreground_fraction": args.foreground_fraction,
              "val_tta": args.val_tta, "amp": args.amp, "device": args.device,
              "augment": False if args.no_augment else None, "augmentation": args.augmentation,
+             "teacher": getattr(args, "teacher", None), "distill_weight": args.distill_weight,
              "patch": tuple(int(v) for v in args.patch.split(",")) if args.patch else None}
     return replace(base, architecture=arch, **{k: v for k, v in given.items() if v is not None})
 
@@ -134,7 +135,8 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     result = run_crossval(args.data, out, cfg, n_folds=folds, seed=split_seed, resume=args.resume,
                           mirror_tta=mirror, largest_component=largest, max_cases=max_cases,
                           session_minutes=args.session_minutes, ensemble=args.ensemble,
-                          log=lambda line: print(line, flush=True), jobs=args.jobs, refit=args.refit)
+                          log=lambda line: print(line, flush=True), jobs=args.jobs, refit=args.refit,
+                          teacher_cv=args.teacher_cv)
     if result["state"] == "paused":
         print(f"paused with folds {result['folds_done'] or 'none'} done; continue with the same command and --resume",
               file=sys.stderr)
@@ -424,6 +426,8 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-tta", action="store_true", default=None,
                    help="validation during training averages the left-right mirror, as the exported model does")
     p.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast (a GPU speed-up)")
+    p.add_argument("--distill-weight", type=float, default=None, metavar="W",
+                   help="with a teacher, the loss is (1 - W) * Dice+CE + W * KL(teacher || student) (default: 0.5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=None, help="which fold is the validation set (default: 0)")
     _add_recipe_options(p)
     p.add_argument("--base", default=None, help="checkpoint (.pt) to fine-tune from instead of random weights")
+    p.add_argument("--teacher", default=None, metavar="CKPT",
+                   help="checkpoint (.pt) of a network or ensemble whose softmax the model also learns (knowledge "
+                        "distillation, see --distill-weight); it must not have seen the validation cases")
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("cv", help="cross-validate a training recipe honestly (k folds, final epoch)",
                        description="Split DATA into k seeded folds (splits.json), train one run per fold on the other "
@@ -473,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N folds at once, each in its own process (a GPU fits several; the CPU cores are "
                         "shared out among them); each fold gives what it gives alone (default: 1)")
+    p.add_argument("--teacher-cv", default=None, metavar="DIR",
+                   help="a finished cross-validation on the same folds whose models teach these (knowledge "
+                        "distillation): fold k learns from its fold k, --refit from its all model")
     p.add_argument("--refit", action="store_true",
                    help="also train one model on every case with the same recipe into OUT/all: the model to ship, as "
                         "fast as one network, whose exported card carries the cross-validation figures")

@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from segloop.data.splits import Case, Split, kfold_splits, msd_cases, save_kfold_splits
+from segloop.data.splits import Case, Split, kfold_splits, load_kfold_splits, msd_cases, save_kfold_splits
 from segloop.errors import SegLoopError
 from segloop.io.atomic import atomic_write_bytes, atomic_write_json
 from segloop.io.writers import write_csv
@@ -326,11 +326,27 @@ def format_crossval(summary: dict[str, Any]) -> str:
 
 
 def _cv_record(data_dir: Path, names: list[str], n_folds: int, seed: int, cfg: TrainConfig,
-               processing: Processing, max_cases: int | None) -> dict[str, Any]:
+               processing: Processing, max_cases: int | None, teacher_cv: Path | None = None) -> dict[str, Any]:
     """What a cross-validation is, as compared on every rerun (`cv_config.json`)."""
     return json.loads(json.dumps({"data": str(data_dir.resolve()), "n_folds": n_folds, "seed": seed, "cases": names,
                                   "max_cases": max_cases, "config": asdict(cfg), "processing": asdict(processing),
+                                  "teacher_cv": str(teacher_cv.resolve()) if teacher_cv else None,
                                   "checkpoint": HEADLINE_CHECKPOINT}))
+
+
+def _check_teacher(teacher_cv: Path, splits: list[Split], refit: bool) -> None:
+    """Refuse a teacher cross-validation whose folds are not these, or whose models are missing."""
+    if not (teacher_cv / "splits.json").is_file():
+        raise SegLoopError(f"{teacher_cv}: not a cross-validation folder (no splits.json)")
+    theirs = {s.fold: set(s.validation) for s in load_kfold_splits(teacher_cv / "splits.json")}
+    if theirs != {s.fold: set(s.validation) for s in splits}:
+        raise SegLoopError(f"{teacher_cv} was cross-validated on other folds: its models saw cases that are held out "
+                           "here, so they cannot teach this cross-validation")
+    needed = [fold_dir(teacher_cv, s.fold) for s in splits] + ([fold_dir(teacher_cv, REFIT)] if refit else [])
+    missing = [str(d) for d in needed if not (d / HEADLINE_CHECKPOINT).is_file()]
+    if missing:
+        raise SegLoopError(f"the teacher cross-validation has no final model in {', '.join(missing)}"
+                           + (" (train its model on every case with --refit)" if refit else ""))
 
 
 def _train_fold(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], run: str,
@@ -339,14 +355,14 @@ def _train_fold(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case]
     return train(cfg, train_cases, val_cases, run, resume=True, session_minutes=session_minutes)
 
 
-def _train_folds_in_parallel(pending: list[Split], by_name: dict[str, Case], cfg: TrainConfig, out: Path,
+def _train_folds_in_parallel(pending: list[Split], by_name: dict[str, Case], cfg_for: Callable[[int], TrainConfig],
+                             out: Path,
                              data_dir: Path, n_folds: int, jobs: int, session_minutes: float | None,
                              say: LogFn) -> list[Split]:
     """Train `pending` folds (and the `REFIT` run) `jobs` at a time in spawned processes; returns those
     left incomplete."""
     workers = min(jobs, len(pending))
-    if cfg.threads is None:  # share the cores out instead of every process taking all of them
-        cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // workers))
+    threads = max(1, (os.cpu_count() or 1) // workers)  # share the cores out instead of each process taking all
     t0 = time.perf_counter()
     futures = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
@@ -356,6 +372,8 @@ def _train_folds_in_parallel(pending: list[Split], by_name: dict[str, Case], cfg
             name = "all cases" if split.fold == REFIT else f"fold {split.fold}/{n_folds}"
             say(f"{name}: {'continuing' if run_state(run) == 'partial' else 'training'} on "
                 f"{len(split.train)} cases, {len(split.validation)} held out ({workers} runs at once)")
+            cfg = cfg_for(split.fold)
+            cfg = cfg if cfg.threads is not None else replace(cfg, threads=threads)
             futures[split.fold] = pool.submit(_train_fold, cfg, [by_name[n] for n in split.train],
                                               [by_name[n] for n in split.validation], str(run), session_minutes)
         summaries = {k: f.result() for k, f in futures.items()}
@@ -371,7 +389,8 @@ def _train_folds_in_parallel(pending: list[Split], by_name: dict[str, Case], cfg
 def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_folds: int = 5, seed: int = 0,
                  resume: bool = False, mirror_tta: bool = True, largest_component: bool = True,
                  max_cases: int | None = None, session_minutes: float | None = None, ensemble: bool = False,
-                 log: LogFn | None = None, jobs: int = 1, refit: bool = False) -> dict[str, Any]:
+                 log: LogFn | None = None, jobs: int = 1, refit: bool = False,
+                 teacher_cv: str | Path | None = None) -> dict[str, Any]:
     """Run (or continue) a k-fold cross-validation of a training recipe and report it.
 
     Parameters
@@ -416,6 +435,11 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
         as one network. Its ``cross_validation.json`` lets `segloop.training.export.export_run` put
         the cross-validation figures and protocol on its card. With ``jobs > 1`` it trains beside the
         folds.
+    teacher_cv : str or pathlib.Path, optional
+        A finished cross-validation on the same folds whose models teach this one's (knowledge
+        distillation, ``cfg.distill_weight``): fold k learns from the teacher's fold k, which never saw
+        fold k's held-out cases either, and the `refit` model from the teacher's ``all`` model. A teacher
+        cross-validation with other folds is refused: its models would have seen the cases scored here.
 
     Returns
     -------
@@ -450,7 +474,15 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
     splits = kfold_splits(names, n_folds, seed)
     tta = [Augmentation.FLIP_LEFT_RIGHT.value] if mirror_tta else []
     processing = Processing(test_time_augmentation=tta, largest_component=largest_component)
-    record = _cv_record(data_dir, names, n_folds, seed, cfg, processing, max_cases)
+    teacher_dir = Path(teacher_cv) if teacher_cv else None
+    if teacher_dir:
+        _check_teacher(teacher_dir, splits, refit)
+    record = _cv_record(data_dir, names, n_folds, seed, cfg, processing, max_cases, teacher_dir)
+
+    def cfg_for(fold: int) -> TrainConfig:
+        if teacher_dir is None:
+            return cfg
+        return replace(cfg, teacher=str((fold_dir(teacher_dir, fold) / HEADLINE_CHECKPOINT).resolve()))
     config_file = out / "cv_config.json"
     if config_file.is_file():
         before = json.loads(config_file.read_text())
@@ -473,7 +505,8 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
     if refit_split and run_state(fold_dir(out, REFIT)) != "complete":
         pending.append(refit_split)
     if jobs > 1 and len(pending) > 1:
-        paused = _train_folds_in_parallel(pending, by_name, cfg, out, data_dir, n_folds, jobs, session_minutes, say)
+        paused = _train_folds_in_parallel(pending, by_name, cfg_for, out, data_dir, n_folds, jobs, session_minutes,
+                                          say)
         if paused:
             return {"state": "paused", "folds_done": [s.fold for s in splits if s not in paused], "out": str(out)}
 
@@ -489,7 +522,7 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
             atomic_write_json(run / "split.json", _split_record(split, data_dir, out))
             say(f"fold {k}/{n_folds}: {'continuing' if state == 'partial' else 'training'} on {len(split.train)} "
                 f"cases, {len(split.validation)} held out")
-            summary = train(cfg, [by_name[n] for n in split.train], [by_name[n] for n in split.validation], run,
+            summary = train(cfg_for(k), [by_name[n] for n in split.train], [by_name[n] for n in split.validation], run,
                             resume=True, session_minutes=left)
             if not summary.get("complete"):
                 say(f"fold {k}: {summary['stopped']} after epoch {summary['epochs_run']}; rerun with --resume")
@@ -528,7 +561,7 @@ def run_crossval(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, n_
             left = None if session_minutes is None else session_minutes - (time.perf_counter() - t_start) / 60
             atomic_write_json(run / "split.json", _split_record(refit_split, data_dir, out))
             say(f"all {len(names)} cases: {'continuing' if run_state(run) == 'partial' else 'training'} the model to ship")
-            trained = train(cfg, [by_name[n] for n in names], [], run, resume=True, session_minutes=left)
+            trained = train(cfg_for(REFIT), [by_name[n] for n in names], [], run, resume=True, session_minutes=left)
             if not trained.get("complete"):
                 say(f"all cases: {trained['stopped']} after epoch {trained['epochs_run']}; rerun with --resume")
                 return {**result, "state": "paused"}

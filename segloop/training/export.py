@@ -530,7 +530,8 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
         "train_seconds": summary.get("elapsed_s"),
         "stopped": summary.get("stopped"),
         "config": {k: config.get(k) for k in ("epochs", "time_budget_min", "batch_size", "lr", "weight_decay",
-                                                "patch", "augment", "seed", "base_checkpoint") if k in config},
+                                                "patch", "augment", "augmentation", "seed", "base_checkpoint",
+                                                "teacher", "distill_weight") if k in config},
         "ensemble_members": [
             {"run": Path(run_dir_).name, "architecture": _architecture_summary(c.get("architecture", {})),
              "time_budget_min": c.get("time_budget_min"), "lr": c.get("lr"), "batch_size": c.get("batch_size")}

@@ -31,7 +31,7 @@ from segloop.model.metrics import dice_per_label
 from segloop.model.network import DEFAULT_ARCHITECTURE, build_network, ensemble_architecture, size_divisor
 from segloop.model.preprocessing import normalize, pad_to_multiple
 from segloop.training.augment import AugmentEngine, augment_batch
-from segloop.training.losses import segmentation_loss
+from segloop.training.losses import distillation_loss, segmentation_loss
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -87,6 +87,13 @@ class TrainConfig:
         exported model's test-time augmentation does; False: one pass, as before.
     amp : bool
         Run forward and loss in bfloat16 autocast (a GPU speed-up; changes the numbers slightly).
+    teacher : str, optional
+        Checkpoint of a trained network or ensemble (`save_checkpoint`, `combine_runs`) whose softmax
+        on each augmented batch the student also learns (knowledge distillation); None: no teacher.
+        Honest only when the teacher never saw the cases the student is scored on (`run_crossval`'s
+        ``teacher_cv`` gives each fold the teacher trained without it).
+    distill_weight : float
+        With a teacher, the loss is ``(1 - w) * segmentation + w * KL(teacher || student)``.
     device : str, optional
         torch device, e.g. "cuda", "cuda:1" or "cpu"; None: CUDA when torch sees a GPU, else the CPU.
 
@@ -121,6 +128,8 @@ class TrainConfig:
     val_tta: bool = False
     amp: bool = False
     device: str | None = None
+    teacher: str | None = None
+    distill_weight: float = 0.5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -812,6 +821,10 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
         model.load_state_dict(base_state)
     model.to(device)
     loss_fn = segmentation_loss()  # DiceCE; nnU-Net's weighted sum over a deep-supervision stack
+    teacher = None
+    if cfg.teacher:
+        with torch.random.fork_rng(devices=[]):  # building it must not move the run's random streams
+            teacher = load_model(cfg.teacher)[0].to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     engine = AugmentEngine(cfg.augmentation)
     aug = _augmenter(cfg.patch, cfg.seed) if cfg.augment and engine is AugmentEngine.MONAI else None
@@ -873,7 +886,12 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
                 g["lr"] = lr
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                loss = loss_fn(model(x), y)
+                logits = model(x)
+                loss = loss_fn(logits, y)
+                if teacher is not None:
+                    with torch.no_grad():
+                        taught = torch.softmax(teacher(x).float(), dim=1)
+                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * distillation_loss(logits, taught)
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))

@@ -87,3 +87,42 @@ def segmentation_loss():
             return sum(w * self.dice_ce(h, target) for w, h in zip(weights, heads))
 
     return DeepSupervisionDiceCELoss()
+
+
+def distillation_loss(student, teacher_probs):
+    """Knowledge distillation: the Kullback-Leibler divergence from a teacher's softmax to the student's.
+
+    A large network, or an ensemble, that is too slow to ship can teach a small one: the student learns the
+    teacher's soft per-voxel probabilities (where a boundary is uncertain, by how much) besides the hard
+    labels. Temperature 1: the teacher's own probabilities.
+
+    Parameters
+    ----------
+    student : torch.Tensor of float, shape (N, C, X, Y, Z) or (N, K, C, X, Y, Z)
+        The student's logits; of a deep-supervision stack only the full-resolution output (k = 0) is
+        distilled.
+    teacher_probs : torch.Tensor of float, shape (N, C, X, Y, Z)
+        The teacher's softmax probabilities (no gradient flows into them).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar: KL(teacher || student) summed over classes, averaged over voxels and cases; 0 when the
+        student's softmax equals the teacher's.
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = torch.softmax(torch.randn(2, 3, 4, 4, 4), dim=1)
+    >>> float(distillation_loss(torch.log(t), t)) < 1e-6
+    True
+    >>> float(distillation_loss(torch.zeros(2, 3, 4, 4, 4), t)) > 0
+    True
+    """
+    import torch
+
+    if student.dim() == teacher_probs.dim() + 1:
+        student = student[:, 0]
+    t = teacher_probs.detach().float()
+    log_s = torch.log_softmax(student.float(), dim=1)
+    return (t * (torch.log(t.clamp_min(1e-8)) - log_s)).sum(dim=1).mean()
