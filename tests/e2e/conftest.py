@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from e2e.processes import free_port, serving
 from segloop.config import PROJECT_ROOT, shared_data_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,19 +45,6 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _log_tail(path: Path, n: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """test-artifacts/ at the repository root (gitignored): screenshots and server logs."""
@@ -89,7 +71,7 @@ def streamlit_server(data_dir: Path | None, workspace: Path, log_path: Path) -> 
     app = Path(os.environ.get("SEGLOOP_E2E_APP", PROJECT_ROOT / "app.py"))
     if not app.is_file():
         pytest.fail(f"app entry point not found: {app}", pytrace=False)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SEGLOOP_DATA_DIR": str(data_dir),
@@ -107,36 +89,10 @@ def streamlit_server(data_dir: Path | None, workspace: Path, log_path: Path) -> 
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
     ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"streamlit exited with code {proc.returncode} before becoming healthy:\n"
-                                f"{_log_tail(log_path)}", pytrace=False)
-                try:
-                    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as resp:
-                        if resp.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"streamlit not healthy after {SERVER_START_TIMEOUT_S:.0f} s:\n"
-                                f"{_log_tail(log_path)}", pytrace=False)
-                time.sleep(0.5)
-            yield base
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=15)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+    base = f"http://127.0.0.1:{port}"
+    with serving(cmd, f"{base}/_stcore/health", log_path, SERVER_START_TIMEOUT_S, "streamlit",
+                 fail=lambda message: pytest.fail(message, pytrace=False), cwd=PROJECT_ROOT, env=env):
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,11 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from e2e.processes import free_port, serving
 
 PROVIDER_SCRIPT = Path(__file__).resolve().parent / "oidc_provider.mjs"
 #: The major version the provider script is written for.
@@ -58,12 +55,6 @@ def ensure_installed(timeout_s: float = 300.0) -> tuple[Path | None, str]:
     return folder, ""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def oidc_provider(modules: Path, users: dict[str, dict[str, str]], log_path: Path,
                   timeout_s: float = 30.0) -> Iterator[str]:
@@ -74,32 +65,9 @@ def oidc_provider(modules: Path, users: dict[str, dict[str, str]], log_path: Pat
     exe = node()
     if exe is None:
         raise RuntimeError("node not found")
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([exe, str(PROVIDER_SCRIPT), str(port), str(modules), CLIENT_ID, CLIENT_SECRET,
-                                 json.dumps(users)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the OpenID provider exited with code {proc.returncode}:\n"
-                                       + log_path.read_text(errors="replace")[-3000:])
-                try:
-                    with urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=5) as resp:
-                        if resp.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the OpenID provider did not answer within {timeout_s:.0f} s")
-                time.sleep(0.2)
-            yield issuer
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    cmd = [exe, str(PROVIDER_SCRIPT), str(port), str(modules), CLIENT_ID, CLIENT_SECRET, json.dumps(users)]
+    with serving(cmd, f"{issuer}/.well-known/openid-configuration", log_path, timeout_s, "the OpenID provider",
+                 poll_s=0.2, stop_s=10.0):
+        yield issuer

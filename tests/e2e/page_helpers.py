@@ -21,14 +21,15 @@ def no_exception(page) -> None:
     assert exc.count() == 0, exc.first.inner_text()
 
 
-def run_segmentation(page, base_url: str, case: str) -> None:
-    """Open the Segment page on `case` and run the model once; returns when its result is on the page."""
+def run_segmentation(page, base_url: str, case: str, done_text: str = "Execution provider") -> None:
+    """Open the Segment page on `case` and run the model once; returns when `done_text`, part of its result,
+    is on the page."""
     page.goto(f"{base_url}/segment?case={case}", wait_until="domcontentloaded")
     run = page.locator(".st-key-seg_run button")
     run.wait_for(state="visible", timeout=180_000)
     wait_idle(page)
     run.click()
-    page.get_by_text("Execution provider").wait_for(timeout=180_000)
+    page.get_by_text(done_text).wait_for(timeout=180_000)
     wait_idle(page)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from e2e.oidc_helpers import CLIENT_ID, CLIENT_SECRET, ensure_installed, node, oidc_provider
-from e2e.page_helpers import no_exception, wait_idle
+from e2e.page_helpers import no_exception, run_segmentation, wait_idle
 from segloop.config import WEIGHTS_DIR
 from segloop.store.database import Datastore
 from segloop.store.registry import SHIPPED_STEM, register_model
@@ -108,10 +108,7 @@ def test_each_role_does_what_it_may_and_the_audit_trail_names_them(browser, sign
     page = _sign_in(browser, base, "u-ann")
     assert "ann@example.org (annotator)" in page.locator('[data-testid="stSidebar"]').inner_text()
     assert "Access & audit" not in page.locator('[data-testid="stSidebarNav"]').inner_text()
-    page.goto(f"{base}/segment?case={CASE}", wait_until="domcontentloaded")
-    page.locator(".st-key-seg_run button").click()
-    page.get_by_text("Execution provider").wait_for(timeout=180_000)
-    wait_idle(page)
+    run_segmentation(page, base, CASE)
     page.locator(".st-key-seg_grow button").click()
     page.get_by_text(re.compile(r"Unsaved changes: \d+ voxels")).wait_for()
     assert page.locator(".st-key-seg_author").count() == 0  # no name box: the identity is the author

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from e2e import view_helpers as vh
-from e2e.page_helpers import save_correction, wait_idle
+from e2e.page_helpers import run_segmentation, save_correction, wait_idle
 from e2e.test_volume_view_e2e import _changed_message, _drag, _pick
 from segloop.config import WEIGHTS_DIR
 from segloop.data.phantom import make_scan, random_scan_to_mni
@@ -37,13 +37,7 @@ def test_whole_head_scan_both_sides_boxes_and_jump(browser, start_server, artifa
     with start_server(data, tmp_path / "ws", artifacts_dir / "streamlit-wholehead.log") as base:
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         try:
-            page.goto(f"{base}/segment?case=sub-01_T1w", wait_until="domcontentloaded")
-            run = page.locator(".st-key-seg_run button")
-            run.wait_for(state="visible", timeout=180_000)
-            wait_idle(page)
-            run.click()
-            page.get_by_text("Path: whole head").wait_for(timeout=180_000)
-            wait_idle(page)
+            run_segmentation(page, base, "sub-01_T1w", done_text="Path: whole head")
             assert page.locator('[data-testid="stException"]').count() == 0
             body = page.locator('[data-testid="stMain"]').inner_text()
             assert "register to MNI152" in body and "segment left" in body and "eTIV" in body
