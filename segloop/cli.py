@@ -132,11 +132,12 @@ def _cmd_cv(args: argparse.Namespace) -> int:
     mirror = not args.no_tta if args.no_tta is not None else bool(processing["test_time_augmentation"])
     largest = not args.no_largest_component if args.no_largest_component is not None else processing["largest_component"]
     max_cases = args.max_cases if args.max_cases is not None else (stored or {}).get("max_cases")
+    teacher_cv = args.teacher_cv if args.teacher_cv is not None else (stored or {}).get("teacher_cv")
     result = run_crossval(args.data, out, cfg, n_folds=folds, seed=split_seed, resume=args.resume,
                           mirror_tta=mirror, largest_component=largest, max_cases=max_cases,
                           session_minutes=args.session_minutes, ensemble=args.ensemble,
                           log=lambda line: print(line, flush=True), jobs=args.jobs, refit=args.refit,
-                          teacher_cv=args.teacher_cv)
+                          teacher_cv=teacher_cv)
     if result["state"] == "paused":
         print(f"paused with folds {result['folds_done'] or 'none'} done; continue with the same command and --resume",
               file=sys.stderr)
