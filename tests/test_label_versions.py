@@ -19,7 +19,6 @@ from segloop.config import PROJECT_ROOT, shared_data_dir
 from segloop.io.readers import load_label, load_scan
 from segloop.store.database import Datastore
 from segloop.store.label_versions import (
-    PAUSE_ENV,
     approve,
     list_versions,
     load_version,
@@ -106,10 +105,31 @@ def test_parallel_writers_get_distinct_versions_and_lose_nothing(tmp_path):
 
 
 KILLED_SAVE = textwrap.dedent("""
+    import contextlib
+    import time
     import numpy as np
-    from segloop.store.database import Datastore
+    from segloop.store.database import Datastore, Tx
     from segloop.store.label_versions import save_label_version
     from segloop.io.readers import load_scan
+
+    # hang at the end of the save's write transaction, just before its COMMIT: the version file is
+    # linked into place and every row is written, nothing is committed (the test kills us here)
+    inserted, insert, write = [], Tx.insert_label_version, Datastore.write
+
+    def insert_and_note(tx, *args, **kwargs):
+        inserted.append(args[3])  # the version file's path
+        return insert(tx, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def write_hanging_before_commit(self):
+        with write(self) as tx:
+            yield tx
+            if inserted:
+                print("paused before commit:", inserted[0], flush=True)
+                time.sleep(60)
+
+    Tx.insert_label_version = insert_and_note
+    Datastore.write = write_hanging_before_commit
     store = Datastore(workspace={ws!r})
     ref = load_scan({image!r})
     scan = store.scans_named("hippocampus_001")[0]
@@ -123,12 +143,14 @@ def test_save_killed_before_commit_leaves_previous_versions_intact(tmp_path):
     v1 = save_label_version(store, scan.id, truth, ref, "model")
     v2 = save_label_version(store, scan.id, (truth > 0).astype(np.uint8), ref, "correction", parent_version_id=v1.id)
     hashes = {v.id: _sha(v.path) for v in (v1, v2)}
-    env = {**os.environ, PAUSE_ENV: "60", "PYTHONPATH": str(PROJECT_ROOT)}
+    # the child's save hangs inside its write transaction, just before the commit (see KILLED_SAVE)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE.format(ws=str(tmp_path), image=str(IMAGE))],
                             env=env, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
-        assert "paused before commit" in line  # the file is in place, the row not committed
+        assert "paused before commit" in line, line
+        assert Path(line.split(":", 1)[1].strip()).is_file()  # the killed save's file is in place
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:

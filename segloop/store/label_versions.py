@@ -40,8 +40,6 @@ from segloop.store.identity import Action, Identity, acting, audit, authorize
 from segloop.store.processes import pid_alive
 from segloop.store.vocabulary import STATUS_BY_KIND, AuditAction, CaseStatus, LabelKind
 
-#: Test hook: seconds to sleep after the file is in place and before the row is committed.
-PAUSE_ENV = "SEGLOOP_TEST_PAUSE_BEFORE_COMMIT"
 _VERSION_FILE = re.compile(r"^v(\d+)_[a-z]+\.nii\.gz$")
 _TMP_FILE = re.compile(r"tmp-(\d+)-")
 
@@ -112,10 +110,6 @@ def _commit_file(store: Datastore, scan_id: int, kind: str, tmp: Path, parent_ve
                 audit(tx, who, actor[1], actor[2], f"scan {scan_id} ({tx.scan(scan_id).name}) v{version}",
                       scan_id=scan_id, version_id=vid, version=version, kind=str(kind),
                       parent_version_id=parent_version_id)
-            pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
-            if pause:
-                print(f"paused before commit: {final}", flush=True)
-                time.sleep(pause)
     except BaseException:
         if final is not None and final.exists() and os.path.samefile(final, tmp):
             final.unlink()
