@@ -50,7 +50,7 @@ def test_colliding_names_are_two_scans_with_their_own_versions(tmp_path, two_sca
     vol_a, vol_b = (load_scan(p) for p in two_scans_one_name)
     a = ensure_scan(store, "patient 01", vol_a, "upload")
     b = ensure_scan(store, "patient 01", vol_b, "upload")
-    assert a.id != b.id and a.name == b.name == "patient 01"
+    assert a.id != b.id and (a.name, b.name) == ("patient 01", "patient 01 (2)")  # people can tell them apart
     # a name that cleans to the same folder name as another ("patient_01") changes nothing either
     c = ensure_scan(store, "patient_01", load_scan(two_scans_one_name[0]).like(vol_a.array * 2, "patient_01"), "upload")
     assert len({a.id, b.id, c.id}) == 3
@@ -85,7 +85,7 @@ def test_workspace_cli_round_trip_and_bad_input(tmp_path, two_scans_one_name, ms
     res = _cli("workspace", "add-scan", str(a_path), str(b_path), str(a_path), "--json", ws=ws)
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
-    assert [r["name"] for r in rows] == ["patient 01"] * 3
+    assert [r["name"] for r in rows] == ["patient 01", "patient 01 (2)", "patient 01"]  # unique display names
     assert rows[0]["id"] != rows[1]["id"] and rows[2]["id"] == rows[0]["id"]  # same file twice: one scan
 
     ref_label = msd_dir / "labelsTr" / "hippocampus_001.nii.gz"

@@ -27,10 +27,11 @@ from segloop.data.folders import list_cases
 from segloop.errors import SegLoopError
 from segloop.io.readers import load_scan
 from segloop.io.volume import content_id
+from segloop.store.scan_links import unique_name
 from segloop.store.vocabulary import LabelKind, ScanSource
 
 #: Schema migrations; entry i brings the schema from version i to i + 1 (PRAGMA user_version).
-MIGRATIONS: list[str] = [
+MIGRATIONS: list = [
     """
     CREATE TABLE scans (
         id INTEGER PRIMARY KEY,
@@ -180,6 +181,30 @@ MIGRATIONS.append(
     """
 )
 
+
+
+def _unique_scan_names(conn: sqlite3.Connection) -> None:
+    """Schema 4: display names become unique in the workspace (`segloop.store.scan_links.unique_name`).
+
+    Schema 2 made names plain display names, so a workspace may hold several scans called "T1w": the
+    oldest keeps the name, the others become "T1w (2)", "T1w (3)", … in the order they were added. Only
+    names change; ids, content ids and every version stay as they were.
+    """
+    rows = conn.execute("SELECT id, name FROM scans ORDER BY id").fetchall()
+    first: dict[str, int] = {}
+    for sid, name in rows:
+        first.setdefault(name, sid)
+    used = set(first)  # every name stays with its oldest scan
+    for sid, name in rows:
+        if first[name] != sid:
+            new = unique_name(name, used)
+            used.add(new)
+            conn.execute("UPDATE scans SET name = ? WHERE id = ?", (new, sid))
+    conn.execute("CREATE UNIQUE INDEX scans_unique_name ON scans(name)")
+
+
+MIGRATIONS.append(_unique_scan_names)  # a step may be a function of the connection, run inside its transaction
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -214,7 +239,8 @@ class ScanRecord:
     id : int
         Row id.
     name : str
-        Unique scan name (the key `Tx.upsert_scan` registers by).
+        Display name, unique in the workspace (schema 4). It is for people; the scan's identity is its
+        content id (`sha256`), which `Tx.upsert_scan` registers by.
     image_path : str
         Absolute path of the scan file, or of the folder holding a DICOM series.
     source : str
@@ -592,6 +618,29 @@ class _Reads:
         """
         return [_scan(r) for r in self._all("SELECT * FROM scans WHERE name = ? ORDER BY id", (name,))]
 
+    def scans_with_id_prefix(self, prefix: str) -> list[ScanRecord]:
+        """List the scans whose content id starts with `prefix` (a link's short id, `scan_links.short_id`).
+
+        Parameters
+        ----------
+        prefix : str
+            Lowercase hex digits; fewer than 4 match nothing (too short to mean one scan).
+
+        Returns
+        -------
+        list of ScanRecord
+            Oldest first; normally one or none.
+        """
+        prefix = prefix.strip().lower()
+        if len(prefix) < 4 or any(c not in "0123456789abcdef" for c in prefix):
+            return []
+        return [_scan(r) for r in self._all("SELECT * FROM scans WHERE substr(sha256, 1, ?) = ? ORDER BY id",
+                                            (len(prefix), prefix))]
+
+    def scan_names(self) -> set[str]:
+        """The display names in use (unique in the workspace since schema 4)."""
+        return {r[0] for r in self._all("SELECT name FROM scans")}
+
     def scan_by_content(self, content_id: str) -> ScanRecord | None:
         """Fetch the scan with this content id (`segloop.io.volume.content_id`: voxels plus geometry).
 
@@ -870,7 +919,8 @@ class Tx(_Reads):
         Parameters
         ----------
         name : str
-            Display name; names need not be unique. An existing scan keeps its first name.
+            Display name of a new scan, made unique in the workspace ("T1w (2)" when a scan is called
+            "T1w", `scan_links.unique_name`); an existing scan keeps its name.
         image_path : str
             Path of the scan file or DICOM folder, stored as given.
         source : str
@@ -901,6 +951,8 @@ class Tx(_Reads):
             raise ValueError(f"scan source must be one of {[s.value for s in ScanSource]}")
         if not content_id:
             raise ValueError("a scan needs its content id")
+        if self._one("SELECT id FROM scans WHERE sha256 = ?", (content_id,)) is None:
+            name = unique_name(name, self.scan_names())  # a new scan never shares a display name
         self._exec(
             """INSERT INTO scans (name, image_path, source, shape, spacing, sha256, size_bytes, mtime,
                                   reference_label_path, created_at)
@@ -1407,8 +1459,11 @@ class Datastore(_Reads):
                 try:
                     now = int(conn.execute("PRAGMA user_version").fetchone()[0])
                     if now == current:  # another process may have migrated meanwhile
-                        for statement in _statements(MIGRATIONS[current]):
+                        step = MIGRATIONS[current]
+                        for statement in ([] if callable(step) else _statements(step)):
                             conn.execute(statement)
+                        if callable(step):
+                            step(conn)
                         conn.execute(f"PRAGMA user_version = {current + 1}")
                         broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                         if broken:
@@ -1431,7 +1486,8 @@ class Datastore(_Reads):
         Parameters
         ----------
         name : str
-            Display name (need not be unique; an existing scan of the same content keeps its first name).
+            Display name of a new scan, made unique in the workspace (`scan_links.unique_name`); an existing
+            scan of the same content keeps its name.
         image_path : str or pathlib.Path
             The scan file or DICOM folder; stored resolved to an absolute path.
         source : str, optional
