@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
-import time
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -23,10 +25,32 @@ def _nifti(path: Path, shape=(4, 5, 6), dtype=np.float32) -> Path:
     return path
 
 
-def test_msd_folder_lists_all_pairs_quickly(msd_dir):
-    start = time.perf_counter()
-    cases = list_cases(msd_dir)
-    assert time.perf_counter() - start < 2.0  # names only, no voxel data
+@contextlib.contextmanager
+def _files_opened() -> Iterator[list[str]]:
+    """Record every file the process opens (the interpreter's "open" audit event) inside the block."""
+    opened: list[str] = []
+    _OPEN_RECORDERS.append(opened)
+    try:
+        yield opened
+    finally:
+        _OPEN_RECORDERS.remove(opened)
+
+
+def _record_open(event: str, args: tuple) -> None:
+    if event == "open" and _OPEN_RECORDERS and isinstance(args[0], (str, bytes, os.PathLike)):
+        for opened in _OPEN_RECORDERS:
+            opened.append(os.fsdecode(args[0]))
+
+
+_OPEN_RECORDERS: list[list[str]] = []
+sys.addaudithook(_record_open)  # audit hooks cannot be removed: it records only inside `_files_opened`
+
+
+def test_msd_folder_lists_all_pairs_from_file_names_only(msd_dir):
+    with _files_opened() as opened:
+        cases = list_cases(msd_dir)
+    inside = [f for f in opened if Path(f).resolve().is_relative_to(Path(msd_dir).resolve())]
+    assert inside == []  # names only: not one scan, label or dataset.json of the folder is opened
     assert len(cases) == 220 and [c.name for c in cases] == sorted(c.name for c in cases)
     first = cases[0]
     assert first.name == "hippocampus_001" and first.kind == "nifti"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_model_registry import make_tiny_model
@@ -16,7 +17,9 @@ from segloop.errors import SegLoopError
 from segloop.io.readers import load_label, load_scan
 from segloop.store.database import Datastore
 from segloop.store.label_versions import save_label_version
+from segloop.store.processes import pid_alive
 from segloop.store.registry import list_models, register_model
+from segloop.training import jobs
 from segloop.training.jobs import cancel, job_lock_held, refresh_runs, run_status, start_training
 
 MSD = shared_data_dir() / "msd-hippocampus"
@@ -56,6 +59,19 @@ def _wait(store: Datastore, run_id: int, until, timeout: float = 120.0) -> dict:
     raise AssertionError(f"timed out; last status {st['status']}, log:\n{st['log_tail']}")
 
 
+def _wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    """Poll `condition` until true; fail saying what did not happen (a deadline, not a timing check)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _no_waiting(seconds: float) -> None:
+    raise AssertionError(f"cancel waited ({seconds} s) for the job instead of returning")
+
+
 def test_finetune_runs_in_background_and_registers_an_inactive_version(tmp_path, tiny):
     store, params = _store(tmp_path, tiny)
     run_id = start_training(store, params)
@@ -91,11 +107,21 @@ def test_one_run_at_a_time_cancel_and_killed_job(tmp_path, tiny):
         start_training(store, params)
     _wait(store, run_id, lambda s: (s["status"] == "running" and s["progress"].get("epoch", 0) >= 1)
           or s["status"] not in ("queued", "running"), 90)
-    t0 = time.time()
-    st = cancel(store, run_id)  # returns at once: the page is never blocked
-    assert time.time() - t0 < 1.0 and st["cancel_requested"]
+    pid = run_status(store, run_id)["pid"]
+    # cancel does not wait for the job: with the job frozen (SIGSTOP) it cannot stop, yet cancel returns,
+    # the run still running with the cancel requested, without once sleeping to poll it
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(jobs, "time", SimpleNamespace(time=time.time, sleep=_no_waiting))
+            st = cancel(store, run_id)
+        assert st["status"] == "running" and st["cancel_requested"], st
+        assert pid_alive(pid)
+    finally:
+        os.killpg(pid, signal.SIGCONT)  # the SIGTERM cancel sent is delivered now
     st = _wait(store, run_id, lambda s: s["status"] not in ("queued", "running"), 30)
     assert st["status"] == "cancelled", st["log_tail"]
+    _wait_until(lambda: not pid_alive(pid), "the cancelled job's process to exit")
     assert len(list_models(store)) == 1
     # a job killed outright is noticed and marked failed; the registry is untouched
     run2 = start_training(store, long)
@@ -104,10 +130,8 @@ def test_one_run_at_a_time_cancel_and_killed_job(tmp_path, tiny):
     st = _wait(store, run2, lambda s: s["status"] != "running", 20)
     assert st["status"] == "failed" and "exited unexpectedly" in st["error"]
     assert len(list_models(store)) == 1
-    deadline = time.time() + 15  # the OS releases the dead job's lock once its whole process group is gone
-    while job_lock_held(store) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not job_lock_held(store)
+    # the OS releases the dead job's lock once its whole process group is gone
+    _wait_until(lambda: not job_lock_held(store), "the killed job's lock to be released", 15)
     run3 = start_training(store, params)  # and a new run can start
     assert _wait(store, run3, lambda s: s["status"] not in ("queued", "running"), 120)["status"] == "finished"
 
