@@ -251,7 +251,10 @@ class ScanRecord:
     spacing : tuple of 3 float or None
         Voxel size in mm from the NIfTI header (``get_zooms``), file voxel order; None as for `shape`.
     sha256 : str or None
-        Hex digest of the file when the caller supplied one.
+        The scan's content id, `segloop.io.volume.content_id`: sha256 of its voxels and geometry (not of
+        the file, so the same image as .nii or .nii.gz, from a data folder or an upload, is one scan);
+        unique, the identity `Tx.upsert_scan` registers by. None only for a scan registered before
+        schema 2 and not opened since.
     size_bytes : int or None
         File size in bytes when it was registered (None when the path could not be stat'ed).
     mtime : float or None
@@ -604,17 +607,18 @@ class _Reads:
         return _scan(row)
 
     def scans_named(self, name: str) -> list[ScanRecord]:
-        """List the scans shown under a name (names are display names: several scans may share one).
+        """List the scans shown under a display name (a scan's identity is its content id, not its name).
 
         Parameters
         ----------
         name : str
-            Scan name, exactly as registered.
+            Display name, exactly as registered.
 
         Returns
         -------
         list of ScanRecord
-            Oldest first; empty when no scan has that name.
+            At most one since schema 4 made display names unique in the workspace; empty when no scan
+            has that name.
         """
         return [_scan(r) for r in self._all("SELECT * FROM scans WHERE name = ? ORDER BY id", (name,))]
 
@@ -1358,10 +1362,14 @@ class Datastore(_Reads):
 
     Examples
     --------
-    >>> store = Datastore(workspace="/tmp/segloop-ws")                 # doctest: +SKIP
-    >>> scan = store.add_scan("case1", "/data/case1.nii.gz")           # doctest: +SKIP
-    >>> store.scan_by_name("case1").id == scan.id                      # doctest: +SKIP
-    True
+    >>> import tempfile, nibabel as nib, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), np.eye(4)), f"{tmp.name}/case1.nii.gz")
+    >>> store = Datastore(workspace=f"{tmp.name}/workspace")
+    >>> scan = store.add_scan("case1", f"{tmp.name}/case1.nii.gz")
+    >>> store.scan_by_content(scan.sha256).id == scan.id, [s.id for s in store.scans_named("case1")] == [scan.id]
+    (True, True)
+    >>> tmp.cleanup()
     """
 
     def __init__(self, url: str | None = None, workspace: str | Path | None = None, busy_timeout_s: float = 60.0):

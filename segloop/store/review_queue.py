@@ -31,7 +31,7 @@ class QueueItem:
     scan_id : int
         Row id of the scan.
     name : str
-        Scan name.
+        The scan's display name (for people and for sorting; the scan is `scan_id`).
     status : str
         A `CaseStatus` value: "new", "predicted", "corrected" or "approved".
     mean_uncertainty : float, optional
