@@ -25,6 +25,11 @@ from segloop.store.vocabulary import Role
 
 #: The name typed in local mode (shared by the Segment and Cases pages).
 AUTHOR_KEY = "seg_author_name"
+
+
+def author_name() -> str:
+    """The name recorded as the author in local mode: the one typed in this session, else the OS user."""
+    return (st.session_state.get(AUTHOR_KEY) or os.environ.get("USER") or "").strip()
 #: Pages shown to signed-in admins only (file stems in pages/).
 ADMIN_PAGES = ("access",)
 

@@ -25,6 +25,7 @@ import numpy as np
 import streamlit as st
 
 from components import auth, session
+from components.scan_state import BaseVersion, Edits, SavedNote, ScanState
 from components.volume_view import move_to
 from segloop.display import planes
 from segloop.editing import operations
@@ -35,159 +36,112 @@ from segloop.errors import SegLoopError
 from segloop.io.readers import labels_from_array
 from segloop.store.identity import Action
 
-HISTORY_KEY = "seg_history"
-BASE_KEY = "seg_base"  # {"version_id", "version", "model_id", "kind"} of the saved version being edited
-BASE_LABELS_KEY = "seg_base_labels"
-MARKER_KEY = "seg_marker"
-NONCE_KEY = "seg_nonce"
-LAST_BOX_KEY = "seg_last_box"
-MESSAGE_KEY = "seg_message"
-SAVED_KEY = "seg_saved"
-AUTHOR_KEY = auth.AUTHOR_KEY  # "seg_author_name": the name typed in local mode
+AUTHOR_KEY = auth.AUTHOR_KEY  # the name typed in local mode
 NAMES_KEY = "seg_label_names"
-HISTORY_BYTES = 64 * 1024 * 1024
+NONCE_KEY = "seg_nonce"
+STASH_MAX = session.MAX_KEPT_EDITS
 
 TOOLS = tuple(Tool)
 
 
 # --------------------------------------------------------------------------- state
+# The labels being edited, their base version, the undo history, the last message and save belong to
+# the current scan's `ScanState` (`components.scan_state`), keyed by its content id: a scan never sees
+# another scan's work, whatever their names.
+
+
+def _state() -> ScanState:
+    state = session.current()
+    if state is None:
+        raise SegLoopError("no scan is open")
+    return state
+
+
+def edits() -> Edits:
+    """The current scan's edits, started from the labels on screen the first time."""
+    state = _state()
+    if state.edits is None:
+        state.edits = Edits.start(session.current_labels())
+    return state.edits
 
 
 def history() -> EditHistory:
-    hist = st.session_state.get(HISTORY_KEY)
-    if hist is None:
-        hist = st.session_state[HISTORY_KEY] = EditHistory(HISTORY_BYTES)
-    return hist
+    return edits().history
 
 
-WORK_KEY = "seg_work"  # {"marker": (case, id(volume)), "labels": the array being edited}
-STASH_KEY = "seg_stash"  # case -> unsaved work of scans the user switched away from
-STASH_MAX = 3
-GIVEN_KEY = "seg_given"  # {"labels", "base"}: labels another page put on screen, and the version they are
-_STATE_KEYS = (HISTORY_KEY, BASE_KEY, BASE_LABELS_KEY)
+def message() -> str | None:
+    """The editor's last message about the current scan."""
+    state = session.current()
+    return None if state is None else state.message
+
+
+def last_box() -> str | None:
+    state = session.current()
+    return None if state is None else state.last_box
 
 
 def _adopt(labels: np.ndarray | None) -> None:
     """Make `labels` the session's label array and the one this editor works on."""
     session.set_labels(labels)
-    work = st.session_state.get(WORK_KEY)
-    if work is not None:
-        work["labels"] = labels
-
-
-def _differs(labels: np.ndarray | None, base: np.ndarray | None) -> int:
-    """Voxels of `labels` that differ from `base` (all non-zero voxels without a base)."""
-    if labels is None:
-        return 0
-    if base is None:
-        return int(np.count_nonzero(labels))
-    return int(np.count_nonzero(labels != base))
+    edits().labels = labels
 
 
 def ensure_state() -> None:
-    """Keep the edited labels of the current scan, and switch editor state when the scan changes.
+    """Keep the edited labels of the current scan on screen.
 
-    If another page replaced the label array of the same scan (e.g. the Viewer reopened the case),
-    the edited array is put back, so unsaved edits survive page switches. Switching to another scan
-    keeps that scan's unsaved work aside (`STASH_MAX` scans) and restores it when the user comes back;
-    when a scan's unsaved work has to go to make room, a warning names it (once). Labels another page
-    chose for a scan (`take_labels`) descend from the version it said.
+    If another page replaced the label array of the same scan (e.g. the Viewer reopened the case), the
+    edited array is put back, so unsaved edits survive page switches. Each scan's work lives in its own
+    `ScanState`, so switching scans keeps it aside (for `STASH_MAX` other scans, `session.set_current`)
+    and brings it back on return; a warning names the scan whose work had to go (once).
     """
-    vol = session.current_volume()
-    case = session.current_case()
-    marker = (case, id(vol))
-    work = st.session_state.get(WORK_KEY)
-    given = st.session_state.pop(GIVEN_KEY, None)
-    if work is not None and work["marker"] == marker:
-        if work["labels"] is not None and session.current_labels() is not work["labels"]:
-            session.set_labels(work["labels"])
-        return
-    stash = st.session_state.setdefault(STASH_KEY, {})
-    if work is not None and work["labels"] is not None and unsaved_voxels(work["labels"]):
-        stash[work["marker"][0]] = {"labels": work["labels"], **{k: st.session_state.get(k) for k in _STATE_KEYS}}
-    kept = stash.pop(case, None)  # before making room: the scan being opened never loses its own work
-    while len(stash) > STASH_MAX:
-        dropped = next(iter(stash))
-        stash.pop(dropped)
-        st.warning(f"Your unsaved edits of {dropped} are gone: this session keeps unsaved edits of at most "
+    work = edits()
+    if work.labels is not None and session.current_labels() is not work.labels:
+        session.set_labels(work.labels)
+    for name in session.pop_dropped_edits():
+        st.warning(f"Your unsaved edits of {name} are gone: this session keeps unsaved edits of at most "
                    f"{STASH_MAX} other cases, and those were the oldest.", icon=":material/warning:")
-    st.session_state[LAST_BOX_KEY] = None
-    st.session_state[SAVED_KEY] = None
-    st.session_state[MESSAGE_KEY] = None
-    if kept is not None and tuple(kept["labels"].shape) == vol.shape:
-        st.session_state[WORK_KEY] = {"marker": marker, "labels": kept["labels"]}
-        session.set_labels(kept["labels"])
-        for k in _STATE_KEYS:
-            st.session_state[k] = kept[k]
-        st.session_state[MESSAGE_KEY] = f"Restored your unsaved edits of {case}."
-    else:
-        labels = session.current_labels()
-        st.session_state[WORK_KEY] = {"marker": marker, "labels": labels}
-        st.session_state[HISTORY_KEY] = EditHistory(HISTORY_BYTES)
-        from_version = given is not None and labels is not None and given["labels"] is labels
-        st.session_state[BASE_KEY] = given["base"] if from_version else None
-        st.session_state[BASE_LABELS_KEY] = None if labels is None else labels.copy()
 
 
-def unsaved_of(case: str | None) -> int:
-    """Voxels of unsaved edits this session holds for `case`: being edited, or kept aside (0 for none)."""
-    work = st.session_state.get(WORK_KEY)
-    if work is not None and work["marker"][0] == case:
-        return _differs(work["labels"], st.session_state.get(BASE_LABELS_KEY))
-    kept = st.session_state.get(STASH_KEY, {}).get(case)
-    return 0 if kept is None else _differs(kept["labels"], kept[BASE_LABELS_KEY])
+def _known(key: str | None) -> ScanState | None:
+    return None if key is None else session.scans().get(key)
 
 
-def held_labels(case: str | None) -> tuple[np.ndarray, dict | None] | None:
-    """(labels, base) of `case` when this session holds unsaved edits of it, else None.
+def unsaved_of(key: str | None) -> int:
+    """Voxels of unsaved edits this session holds for the scan `key` (a content id; 0 for none)."""
+    state = _known(key)
+    return 0 if state is None else state.unsaved
 
-    `base` is the saved version they descend from ({"version_id", "version", "model_id", "kind"}) or None.
+
+def held_labels(key: str | None) -> tuple[np.ndarray, BaseVersion | None] | None:
+    """(labels, base) of the scan `key` when this session holds unsaved edits of it, else None.
+
+    `base` is the saved version they descend from, or None.
     """
-    if not unsaved_of(case):
+    state = _known(key)
+    if state is None or not state.unsaved:
         return None
-    work = st.session_state.get(WORK_KEY)
-    if work is not None and work["marker"][0] == case:
-        return work["labels"], st.session_state.get(BASE_KEY)
-    kept = st.session_state[STASH_KEY][case]
-    return kept["labels"], kept[BASE_KEY]
+    return state.edits.labels, state.edits.base
 
 
-def base_of(case: str | None) -> dict | None:
-    """The saved version ({"version_id", "version", "model_id", "kind"}) the editor's labels of `case` descend
-    from, when the editor is working on `case` and its labels are on screen; else None."""
-    work = st.session_state.get(WORK_KEY)
-    if work is None or work["marker"][0] != case or work["labels"] is None:
+def base_of(key: str | None) -> BaseVersion | None:
+    """The saved version the labels on screen descend from, when `key` is the current scan; else None."""
+    state = _known(key)
+    if state is None or key != session.current_key() or state.edits is None or state.edits.labels is None:
         return None
-    if work["labels"] is not session.current_labels():
+    if state.edits.labels is not session.current_labels():
         return None
-    return st.session_state.get(BASE_KEY)
+    return state.edits.base
 
 
-def take_labels(labels: np.ndarray | None, version=None) -> None:
-    """Show `labels` for the current case on every page, descending from the saved `version` (None: not saved).
+def stash_room(key: str | None, target: str | None = None) -> tuple[int, str | None]:
+    """(STASH_MAX, the name of the scan whose kept edits switching from `key` (to `target`, when known)
+    would drop, or None).
 
-    Unsaved edits this session holds for the case are dropped: callers ask the user first (see
-    `unsaved_of`). Work kept for other cases is left alone.
+    Opening a scan whose edits are kept makes it current, which makes room.
     """
-    case = session.current_case()
-    st.session_state.get(STASH_KEY, {}).pop(case, None)
-    work = st.session_state.get(WORK_KEY)
-    if work is not None and work["marker"][0] == case and labels is not None:
-        start_from(labels, version)
-    else:
-        session.set_labels(labels)
-    # picked up by ensure_state when the editor next starts on this case
-    st.session_state[GIVEN_KEY] = {"labels": session.current_labels(), "base": _base_record(version)}
-
-
-def stash_room(case: str | None, target: str | None = None) -> tuple[int, str | None]:
-    """(STASH_MAX, the case whose kept edits switching from `case` (to `target`, when known) would drop, or None).
-
-    Opening a case whose edits are kept takes them out of the store first, which makes room.
-    """
-    stash = st.session_state.get(STASH_KEY, {})
-    others = [c for c in stash if c not in (case, target)]
-    return STASH_MAX, (others[0] if unsaved_of(case) and len(others) >= STASH_MAX else None)
+    states = session.scans()
+    others = [s for k, s in states.items() if k not in (key, target) and s.unsaved]
+    return STASH_MAX, (others[0].name if unsaved_of(key) and len(others) >= STASH_MAX else None)
 
 
 def restore_view() -> None:
@@ -228,14 +182,16 @@ def name_labels(text: str, names: dict[int, str] | None = None) -> str:
     return _LABEL_RE.sub(sub, text)
 
 
-def _say(text: str) -> None:
-    st.session_state[MESSAGE_KEY] = name_labels(text)
+def _say(text: str | None) -> None:
+    state = session.current()
+    if state is not None:
+        state.message = None if text is None else name_labels(text)
 
 
 def on_tool_change() -> None:
     """Tool radio callback: clear the last message, which was about the old tool."""
     st.session_state[NONCE_KEY] = nonce() + 1
-    st.session_state[MESSAGE_KEY] = None
+    _say(None)
 
 
 def tool_help(tool: str, by_intensity: bool = False) -> str:
@@ -287,7 +243,7 @@ def editable_labels() -> np.ndarray:
 
 def bump() -> None:
     """Tell cached renders that the labels changed."""
-    st.session_state["labels_revision"] = session.labels_revision() + 1
+    session.bump_labels_revision()
 
 
 def nonce() -> int:
@@ -312,35 +268,31 @@ def _use(labels: np.ndarray) -> None:
         _adopt(labels)
 
 
-def set_base(version, labels: np.ndarray) -> None:
+def set_base(base: BaseVersion | None, labels: np.ndarray) -> None:
     """The saved version the labels now descend from (parent of the next save)."""
-    st.session_state[BASE_KEY] = _base_record(version)
-    st.session_state[BASE_LABELS_KEY] = labels.copy()
+    work = edits()
+    work.base, work.base_labels = base, labels.copy()
 
 
-def _base_record(version) -> dict | None:
-    """What the editor keeps of the saved version the labels descend from."""
-    return None if version is None else {
-        "version_id": version.id, "version": version.version, "model_id": version.model_id, "kind": version.kind}
+def start_from(labels: np.ndarray | None, version=None) -> None:
+    """Show `labels` for the current scan on every page, descending from the saved `version` (a
+    LabelVersion; None: not saved), with a new edit history.
 
-
-def start_from(labels: np.ndarray, version) -> None:
-    """Replace the labels (a prediction, an opened version) and forget the edit history.
-
-    The labels keep their values exactly: uint8, or uint16 when a label is above 255 (a new array,
-    checked by `labels_from_array`, never wrapped).
+    Unsaved edits this session holds for the scan are dropped: callers ask the user first (see
+    `unsaved_of`). Work kept for other scans is left alone. The labels keep their values exactly: uint8,
+    or uint16 when a label is above 255 (a new array, checked by `labels_from_array`, never wrapped).
     """
-    arr = labels_from_array(np.asarray(labels), "labels")
-    _adopt(arr)
-    history().clear()
-    set_base(version, arr)
-    st.session_state[SAVED_KEY] = None
+    arr = None if labels is None else labels_from_array(np.asarray(labels), "labels")
+    state = _state()
+    state.edits = Edits.start(arr, BaseVersion.of(version))
+    state.saved = None
+    session.set_labels(arr)
 
 
-def unsaved_voxels(labels: np.ndarray | None = None) -> int:
-    """Voxels that differ from the version being edited (or from the labels the scan came with)."""
-    labels = session.current_labels() if labels is None else labels
-    return _differs(labels, st.session_state.get(BASE_LABELS_KEY))
+def unsaved_voxels() -> int:
+    """Voxels of the current scan that differ from the version being edited (or the labels it came with)."""
+    state = session.current()
+    return 0 if state is None else state.unsaved
 
 
 # --------------------------------------------------------------------------- edits from the volume view
@@ -382,7 +334,7 @@ def apply_view_edit(event: dict) -> None:
     st.session_state[NONCE_KEY] = nonce() + 1
     if applied.pixel_box is not None:
         r0, r1, c0, c1 = applied.pixel_box
-        st.session_state[LAST_BOX_KEY] = f"{event['plane']} {int(event['index'])}: rows {r0}–{r1}, columns {c0}–{c1}"
+        _state().last_box = f"{event['plane']} {int(event['index'])}: rows {r0}–{r1}, columns {c0}–{c1}"
     record(applied.edit)
 
 
@@ -434,9 +386,7 @@ def reset_to_prediction(pred) -> None:
     _use(labels)
     record(edit)
     if pred.version_id is not None:
-        st.session_state[BASE_KEY] = {"version_id": pred.version_id, "version": pred.version,
-                                      "model_id": pred.model_id, "kind": "model"}
-        st.session_state[BASE_LABELS_KEY] = np.array(pred.labels, copy=True)
+        set_base(BaseVersion(pred.version_id, pred.version, pred.model_id, "model"), np.asarray(pred.labels))
 
 
 def undo() -> None:
@@ -444,7 +394,7 @@ def undo() -> None:
     _use(labels)  # undoing a widening edit gives the narrower array back
     if edit is not None:
         bump()
-        st.session_state[MESSAGE_KEY] = f"Undone: {edit.description}"
+        _state().message = f"Undone: {edit.description}"
 
 
 def redo() -> None:
@@ -452,7 +402,7 @@ def redo() -> None:
     _use(labels)
     if edit is not None:
         bump()
-        st.session_state[MESSAGE_KEY] = f"Redone: {edit.description}"
+        _state().message = f"Redone: {edit.description}"
 
 
 def slice_tools(plane: str, value: int, names: dict[int, str]) -> None:
@@ -511,18 +461,21 @@ def save_correction(store, scan_id: int) -> None:
 
     author = (st.session_state.get("seg_author") or "").strip()
     st.session_state[AUTHOR_KEY] = author
-    base = st.session_state.get(BASE_KEY) or {}
+    state = _state()
+    if state.workspace_id is not None and state.workspace_id != scan_id:  # never another scan's row
+        _say("Not saved: the page's scan record is not the scan on screen. Reload the page.")
+        return
+    base = edits().base
     labels = editable_labels()
     try:  # signed in, the identity is the author (the core checks its role again)
         v = save_label_version(store, scan_id, labels, session.current_volume(), kind="correction", author=author,
-                               parent_version_id=base.get("version_id"), model_id=base.get("model_id"),
-                               identity=auth.current_identity())
+                               parent_version_id=base.version_id if base else None,
+                               model_id=base.model_id if base else None, identity=auth.current_identity())
     except SegLoopError as exc:
         _say(str(exc))
         return
-    set_base(v, labels)
-    st.session_state[SAVED_KEY] = {"version": v.version, "id": v.id, "dice": v.dice_vs_model,
-                                   "changed": v.changed_voxels, "path": v.path}
+    set_base(BaseVersion.of(v), labels)
+    state.saved = SavedNote(v.version, v.id, v.dice_vs_model, v.changed_voxels, v.path)
 
 
 def open_version(store, version_id: int) -> None:
@@ -531,7 +484,7 @@ def open_version(store, version_id: int) -> None:
 
     v = store.label_version(version_id)
     start_from(load_version(store, version_id, session.current_volume()), v)
-    st.session_state[MESSAGE_KEY] = f"Opened version {v.version} ({v.kind})."
+    _say(f"Opened version {v.version} ({v.kind}).")
 
 
 def _remember_author() -> None:
@@ -551,21 +504,21 @@ def save_panel(store, scan, names: dict[int, str]) -> None:
         st.caption(f"Saved versions are recorded as **{identity.label}**."
                    + ("" if may_save else f" {auth.needs(Action.SAVE)}"))
     changed = unsaved_voxels()
-    base = st.session_state.get(BASE_KEY)
-    origin = f"version {base['version']} ({base['kind']})" if base else "the labels the scan was opened with"
+    base = edits().base
+    origin = f"version {base.version} ({base.kind})" if base else "the labels the scan was opened with"
     if changed:
         st.warning(f"Unsaved changes: {changed} voxels differ from {origin}.", icon=":material/edit_note:")
     else:
         st.caption(f"No unsaved changes (same as {origin}).")
     st.button("Save correction", key="seg_save", type="primary", on_click=save_correction, args=(store, scan.id),
               disabled=scan is None or not may_save, icon=":material/save:")
-    saved = st.session_state.get(SAVED_KEY)
+    saved = _state().saved
     if saved:
-        dice = saved["dice"] or {}
+        dice = saved.dice or {}
         dice_txt = ", ".join(f"{names.get(int(k), k)} {d:.3f}" for k, d in dice.items()) or "no model version to compare"
-        st.success(f"Saved as version {saved['version']}. Dice vs the model output: {dice_txt}. "
-                   f"Changed voxels vs its parent: {saved['changed'] if saved['changed'] is not None else 'n/a'}.")
-        st.caption(f"Saved file: `{saved['path']}`")
+        st.success(f"Saved as version {saved.version}. Dice vs the model output: {dice_txt}. "
+                   f"Changed voxels vs its parent: {saved.changed if saved.changed is not None else 'n/a'}.")
+        st.caption(f"Saved file: `{saved.path}`")
 
 
 def versions_panel(store, scan) -> None:

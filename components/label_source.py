@@ -7,7 +7,8 @@ else latest correction, else latest model output); else the reference labels it 
 folder. `version_picker` lets the user show another saved version, or the reference labels, instead.
 
 Choosing other labels replaces `session.current_labels()` for the case, on every page and in the Segment
-page's editor (`editor.take_labels`). Unsaved edits of the case are never replaced silently: the picker
+page's editor (`editor.start_from`). What is shown is remembered in the scan's own state (`ScanState.shown`),
+keyed by its content id. Unsaved edits of the case are never replaced silently: the picker
 says how many voxels would be lost and waits for a second click.
 """
 
@@ -19,57 +20,47 @@ import streamlit as st
 from components import editor, session
 from components.store import get_store
 from segloop.errors import SegLoopError
-from segloop.io.volume import content_id
 from segloop.store.label_choices import REFERENCE, default_choice, label_choices, version_key
 from segloop.store.label_versions import list_versions, load_version
 
 PICK_KEY = "label_source"
-SHOWN_KEY = "label_shown"  # case -> key of the choice put on screen (a LabelChoice key, or None)
-REFERENCE_KEY = "label_reference"  # {"case", "labels"}: the labels the current case came with (read only)
-PENDING_KEY = "_label_pick_pending"  # {"case", "key"}: a choice waiting for the user to give up unsaved edits
+PENDING_KEY = "_label_pick_pending"  # {"scan": content id, "key"}: a choice waiting for the user to give up edits
 _ERROR_KEY = "_label_pick_error"
-_CONTENT_KEY = "_label_content_id"  # ((case, id(volume)), content id): hashing a scan once per opening
 ON_SCREEN = "on screen"  # pseudo-choice: labels that are none of the saved ones (e.g. a prediction not saved)
 
 
-def _content_id() -> str:
-    vol = session.current_volume()
-    marker = (session.current_case(), id(vol))
-    memo = st.session_state.get(_CONTENT_KEY)
-    if memo is None or memo[0] != marker:
-        memo = st.session_state[_CONTENT_KEY] = (marker, content_id(vol))
-    return memo[1]
-
-
 def _versions() -> list:
-    """The saved label versions of the current scan (found by content), oldest first; [] when it has none."""
-    if session.current_volume() is None:
+    """The saved label versions of the current scan (found by its content id), oldest first; [] when none."""
+    key = session.current_key()
+    if key is None:
         return []
     try:
         store = get_store()
-        scan = store.scan_by_content(_content_id())
+        scan = store.scan_by_content(key)
         return list_versions(store, scan.id) if scan is not None else []
     except Exception:  # noqa: BLE001 - no usable workspace: only the labels the scan came with
         return []
 
 
 def _reference() -> np.ndarray | None:
-    ref = st.session_state.get(REFERENCE_KEY)
-    return ref["labels"] if ref and ref["case"] == session.current_case() else None
+    state = session.current()
+    return None if state is None else state.reference
 
 
-def _shown(case: str | None) -> str | None:
-    """Key of the choice on screen: the version the editor's labels descend from, else what was last shown."""
-    base = editor.base_of(case)
-    if base and base.get("version_id") is not None:
-        return version_key(base["version_id"])
-    return st.session_state.get(SHOWN_KEY, {}).get(case)
+def _shown(key: str | None) -> str | None:
+    """Key of the choice on screen for the scan `key`: the version the editor's labels descend from, else
+    what was last shown."""
+    base = editor.base_of(key)
+    if base is not None:
+        return version_key(base.version_id)
+    state = session.scans().get(key) if key else None
+    return None if state is None else state.shown
 
 
 def _show(key: str | None, versions: list) -> bool:
-    """Put the choice `key` on screen for the current case; False (with a message kept for the picker) when
+    """Put the choice `key` on screen for the current scan; False (with a message kept for the picker) when
     its labels cannot be read."""
-    case = session.current_case()
+    state = session.current()
     version = next((v for v in versions if version_key(v.id) == key), None)
     if key == REFERENCE:
         ref = _reference()
@@ -78,38 +69,38 @@ def _show(key: str | None, versions: list) -> bool:
         try:
             labels = load_version(get_store(), version.id, session.current_volume())
         except (SegLoopError, OSError):
-            st.session_state[_ERROR_KEY] = f"Version {version.version} of {case} could not be read."
+            st.session_state[_ERROR_KEY] = f"Version {version.version} of {state.name} could not be read."
             return False
     else:
         return False
-    editor.take_labels(labels, version)
-    st.session_state.setdefault(SHOWN_KEY, {})[case] = key
+    editor.start_from(labels, version)
+    state.shown = key
     return True
 
 
 def show_default(reference: np.ndarray | None) -> None:
-    """Show the labels the user expects for a case that just became current.
+    """Show the labels the user expects for a scan that just became current.
 
     Parameters
     ----------
     reference : np.ndarray or None
-        The labels the case came with (the data folder's reference labels), kept for the picker and
+        The labels the scan came with (the data folder's reference labels), kept for the picker and
         never edited; None when it came without.
 
     Notes
     -----
-    Unsaved edits this session holds for the case come first; else its default saved version; else
+    Unsaved edits this session holds for the scan come first; else its default saved version; else
     `reference` (already on screen: `session.set_current` put a copy there).
     """
-    case = session.current_case()
-    st.session_state[REFERENCE_KEY] = {"case": case, "labels": reference}
+    state = session.current()
+    state.reference = reference
     st.session_state.pop(PENDING_KEY, None)
-    held = editor.held_labels(case)
+    held = editor.held_labels(state.key)
     if held is not None:
         labels, base = held
         session.set_labels(labels)
-        key = version_key(base["version_id"]) if base and base.get("version_id") is not None else None
-        st.session_state.setdefault(SHOWN_KEY, {})[case] = key or (REFERENCE if reference is not None else None)
+        state.message = f"Restored your unsaved edits of {state.name}."
+        state.shown = version_key(base.version_id) if base is not None else (REFERENCE if reference is not None else None)
         return
     st.session_state.pop(_ERROR_KEY, None)
     versions = _versions()
@@ -117,19 +108,19 @@ def show_default(reference: np.ndarray | None) -> None:
     if key not in (REFERENCE, None) and _show(key, versions):
         return
     # no saved version (or it cannot be read): the labels it came with, already on screen
-    editor.take_labels(session.current_labels(), None)
-    st.session_state.setdefault(SHOWN_KEY, {})[case] = REFERENCE if reference is not None else None
+    editor.start_from(session.current_labels(), None)
+    state.shown = REFERENCE if reference is not None else None
 
 
 def _on_pick() -> None:
-    case = session.current_case()
+    scan = session.current_key()
     key = st.session_state.get(PICK_KEY)
     st.session_state.pop(_ERROR_KEY, None)
-    if key == _shown(case) or key == ON_SCREEN:
+    if key == _shown(scan) or key == ON_SCREEN:
         st.session_state.pop(PENDING_KEY, None)
         return
-    if editor.unsaved_of(case):
-        st.session_state[PENDING_KEY] = {"case": case, "key": key}  # asked below the box
+    if editor.unsaved_of(scan):
+        st.session_state[PENDING_KEY] = {"scan": scan, "key": key}  # asked below the box
         return
     st.session_state.pop(PENDING_KEY, None)
     _show(key, _versions())
@@ -137,7 +128,7 @@ def _on_pick() -> None:
 
 def _confirm() -> None:
     pending = st.session_state.pop(PENDING_KEY, None)
-    if pending and pending["case"] == session.current_case():
+    if pending and pending["scan"] == session.current_key():
         _show(pending["key"], _versions())
 
 
@@ -146,24 +137,24 @@ def _cancel() -> None:
 
 
 def version_picker() -> None:
-    """'Labels shown' box: the current case's saved versions (default marked) and its reference labels.
+    """'Labels shown' box: the current scan's saved versions (default marked) and its reference labels.
 
-    Picking one shows it on every page; with unsaved edits of the case, a warning asks first.
+    Picking one shows it on every page; with unsaved edits of the scan, a warning asks first.
     """
-    case = session.current_case()
-    if case is None:
+    state = session.current()
+    if state is None:
         return
     choices = label_choices(_versions(), _reference() is not None)
     if not choices:
         st.caption("No saved labels for this case yet: run the model or draw them on the Segment page.")
         return
     titles = {c.key: c.title for c in choices}
-    shown = _shown(case)
+    shown = _shown(state.key)
     if shown not in titles:
         titles = {ON_SCREEN: "Labels on screen (not saved)", **titles}
         shown = ON_SCREEN
     pending = st.session_state.get(PENDING_KEY)
-    if pending is not None and (pending["case"] != case or pending["key"] not in titles):
+    if pending is not None and (pending["scan"] != state.key or pending["key"] not in titles):
         pending = None
         st.session_state.pop(PENDING_KEY, None)
     st.session_state[PICK_KEY] = pending["key"] if pending else shown  # the box says what is on screen
@@ -172,12 +163,12 @@ def version_picker() -> None:
                       "latest model output. Choosing another shows it on every page.")
     if error := st.session_state.get(_ERROR_KEY):
         st.error(error)
-    unsaved = editor.unsaved_of(case)
+    unsaved = state.unsaved
     if pending:
-        st.warning(f"{case} has {unsaved} unsaved edited voxels (Segment page). Showing "
+        st.warning(f"{state.name} has {unsaved} unsaved edited voxels (Segment page). Showing "
                    f"{titles[pending['key']]} instead replaces them.", icon=":material/warning:")
         c1, c2 = st.columns(2)
         c1.button("Replace my edits", key="label_source_confirm", on_click=_confirm, type="primary")
         c2.button("Keep my edits", key="label_source_cancel", on_click=_cancel)
-    elif unsaved and session.current_labels() is (editor.held_labels(case) or (None,))[0]:
+    elif unsaved and session.current_labels() is (editor.held_labels(state.key) or (None,))[0]:
         st.caption(f"Shown with your {unsaved} unsaved edited voxels (Segment page).")

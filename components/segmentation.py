@@ -1,4 +1,5 @@
-"""Run the active model on the current scan once per (scan, model) and remember the result in the session.
+"""Run the active model on the current scan once per (scan, model, path) and remember the result in the
+scan's own state (`ScanState.predictions`, keyed by the scan's content id, never its name).
 
 The active model comes from the registry in the workspace (the shipped model is registered on first
 use); if the registry cannot be used, the shipped weights are run directly. The prediction is saved
@@ -15,9 +16,7 @@ import streamlit as st
 
 from components import session
 
-PREDICTIONS_KEY = "seg_predictions"
 CALLS_KEY = "seg_predict_calls"
-MAX_CACHED = 4
 
 
 @dataclass
@@ -101,30 +100,32 @@ def model_labels(model: ModelChoice) -> tuple[dict[int, str], dict[int, str]]:
     return {lab.value: lab.name for lab in fg}, {lab.value: lab.color for lab in fg}
 
 
-def cache_key(case: str, model: ModelChoice, mode: str = "auto") -> str:
-    return f"{case}|{model.sha}|{mode}"
+def cache_key(model: ModelChoice, mode: str = "auto") -> str:
+    """Key of a prediction in its scan's `ScanState.predictions`: the model's file digest and the path."""
+    return f"{model.sha}|{mode}"
 
 
-def cached_prediction(case: str | None, model: ModelChoice, mode: str = "auto") -> CachedPrediction | None:
-    """The prediction of this scan by this model (on the path `mode` asks for) made earlier in the session."""
-    if not case:
-        return None
-    return st.session_state.get(PREDICTIONS_KEY, {}).get(cache_key(case, model, mode))
+def cached_prediction(model: ModelChoice, mode: str = "auto") -> CachedPrediction | None:
+    """The prediction of the current scan (by its identity) by this model, on the path `mode` asks for, made
+    earlier in the session; None when there is none."""
+    state = session.current()
+    return None if state is None else state.predictions.get(cache_key(model, mode))
 
 
-def run_prediction(case: str, model: ModelChoice, mode: str = "auto") -> CachedPrediction:
-    """Segment the current scan with `model` (once per scan, model and mode), record it, cache it in the session.
+def run_prediction(model: ModelChoice, mode: str = "auto") -> CachedPrediction:
+    """Segment the current scan with `model` (once per scan, model and mode), record it, keep it in the scan's state.
 
     `mode` is a `segloop.wholehead.segment.Mode`: "auto" takes the whole-head path for a whole head.
+    The result is saved in the workspace as a model version of the scan whose voxels were segmented.
     """
     from segloop.display.overlays import uncertainty_levels
-    from segloop.store.predictions import ensure_scan, record_model_output
+    from segloop.store.predictions import record_model_output
     from segloop.wholehead.segment import segment_scan, volume_report
 
-    found = cached_prediction(case, model, mode)
+    found = cached_prediction(model, mode)
     if found is not None:
         return found
-    vol = session.current_volume()
+    state, vol = session.current(), session.current_volume()
     st.session_state[CALLS_KEY] = st.session_state.get(CALLS_KEY, 0) + 1
     seg = segment_scan(vol, model.path, mode)
     labels = np.ascontiguousarray(seg.labels, dtype=np.uint8)
@@ -145,20 +146,19 @@ def run_prediction(case: str, model: ModelChoice, mode: str = "auto") -> CachedP
         kind=str(seg.kind),
         timings=dict(seg.timings),
         sides=list(seg.sides),
-        report=volume_report(case, seg),
+        report=volume_report(state.name, seg),
     )
     try:
         ds = store()
-        scan = ensure_scan(ds, case, vol, session.current_source(), _reference_label_path(case))
+        scan = scan_record()
+        if scan is None:
+            raise RuntimeError("the scan could not be registered")
         version, _ = record_model_output(ds, scan, vol, labels, seg.uncertainty, model.model_id,
                                          note=f"{model.title} prediction")
         result.version_id, result.version = version.id, version.version
     except Exception as exc:  # the prediction is still usable; say why it was not stored
         result.warnings.append(f"the prediction could not be saved in the workspace: {exc}")
-    cache = st.session_state.setdefault(PREDICTIONS_KEY, {})
-    cache[cache_key(case, model, mode)] = result
-    while len(cache) > MAX_CACHED:
-        cache.pop(next(iter(cache)))
+    state.predictions[cache_key(model, mode)] = result
     return result
 
 
@@ -176,15 +176,23 @@ def _reference_label_path(case: str) -> str | None:
         return None
 
 
-def scan_record(case: str):
-    """The datastore record of the current scan (registered on first use), or None when that fails."""
+def scan_record():
+    """The datastore record of the current scan, found by its content id (registered on first use), or None
+    when that fails. Its id is remembered in the scan's state."""
     from segloop.store.predictions import ensure_scan
 
+    state = session.current()
+    if state is None:
+        return None
     try:
-        return ensure_scan(store(), case, session.current_volume(), session.current_source(),
-                           _reference_label_path(case))
+        rec = ensure_scan(store(), state.name, session.current_volume(), state.source,
+                          _reference_label_path(state.name))
     except Exception:
         return None
+    if rec.sha256 != state.key:  # ensure_scan finds scans by content: anything else is a bug, never saved to
+        return None
+    state.workspace_id = rec.id
+    return rec
 
 
 def volume_rows(pred: CachedPrediction | None, labels: np.ndarray | None, spacing, names: dict[int, str]) -> list[dict]:

@@ -1,12 +1,13 @@
 """The current scan and its label map, shared by every page through st.session_state.
 
-There is ONE current case per browser session: every page opens on it, the scan picker shows it and
-the address bar names it (`?case=`, kept in step by `sync_case_param`). The viewer or the segment page
-sets it; the segmentation page reads and edits the same label array (in place, through
-`planes.slice_view`), so both pages always show the same thing.
+There is ONE current scan per browser session: every page opens on it, the scan picker shows it and
+the address bar names it (`?case=<name>&scan=<short id>`, kept in step by `sync_case_param`). The
+viewer or the segment page sets it; the segmentation page reads and edits the same label array (in
+place, through `planes.slice_view`), so both pages always show the same thing.
 
-What the user looks at is remembered per case (`case_view`): the window/level and the slice of each
-plane, so coming back to a page, or to a case, shows it as it was left.
+Everything else the app keeps of a scan (its view, predictions, unsaved edits, the labels chosen) is one
+`components.scan_state.ScanState` per scan identity, its content id (`scans`, `current`): never keyed by
+the display name, so two scans that share a file name never share anything.
 """
 
 from __future__ import annotations
@@ -17,17 +18,29 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from components.scan_state import ScanState
 from segloop.io.volume import Volume
+from segloop.store.scan_links import short_id
 
 VOLUME_KEY = "current_volume"
 LABELS_KEY = "current_labels"
-CASE_KEY = "current_case"
-SOURCE_KEY = "current_source"
+SCAN_KEY = "current_scan"  # the current scan's identity: its content id
+CASE_KEY = "current_case"  # the current scan's display name (for messages; never a key of anything)
+SCANS_KEY = "scans"  # content id -> ScanState, least recently current first
 NAMES_KEY = "label_names"
-VIEWS_KEY = "case_views"
-CASE_PARAM = "case"
+REVISION_KEY = "labels_revision"
+CASE_PARAM = "case"  # ?case=<display name>: for people, and links written before ?scan=
+SCAN_PARAM = "scan"  # ?scan=<short content id>: the scan a link means
 #: Query parameters that describe the view of one case (dropped when another case becomes current).
 VIEW_PARAMS = ("plane", "slice")
+#: Scans whose state (views, predictions, saved-label choice) a session keeps; those with unsaved edits
+#: are never dropped here (the editor bounds them, `components.editor.STASH_MAX`).
+MAX_SCANS = 24
+#: Scans whose predictions a session keeps (each holds label and uncertainty arrays).
+MAX_PREDICTED = 4
+#: Scans other than the current one whose unsaved edits a session keeps aside.
+MAX_KEPT_EDITS = 3
+_DROPPED_KEY = "_edits_dropped"  # names of scans whose kept edits had to go, not yet told
 
 
 def current_volume() -> Volume | None:
@@ -44,25 +57,77 @@ def current_labels() -> np.ndarray | None:
     return st.session_state.get(LABELS_KEY)
 
 
+def scans() -> dict[str, ScanState]:
+    """The states of the scans this session has opened, by content id, least recently current first."""
+    return st.session_state.setdefault(SCANS_KEY, {})
+
+
+def current() -> ScanState | None:
+    """The state of the current scan, or None before one is open."""
+    key = st.session_state.get(SCAN_KEY)
+    return None if key is None else scans().get(key)
+
+
+def current_key() -> str | None:
+    """The current scan's identity (content id), or None."""
+    return st.session_state.get(SCAN_KEY)
+
+
 def current_case() -> str | None:
-    """Name of the current case (deep-link name, or the uploaded file name)."""
-    return st.session_state.get(CASE_KEY)
+    """Display name of the current scan (for what people read; state is keyed by `current_key`)."""
+    state = current()
+    return None if state is None else state.name
 
 
 def current_source() -> str:
-    """Where the current scan came from: 'data folder', 'demo' or 'upload'."""
-    return st.session_state.get(SOURCE_KEY, "")
+    """Where the current scan came from: 'data folder', 'demo', 'workspace' or 'upload'."""
+    state = current()
+    return "" if state is None else state.source
 
 
-def set_current(volume: Volume, labels: np.ndarray | None, case: str, source: str) -> None:
-    """Make `volume` the current scan; `labels` is copied so edits never touch a cached array."""
+def set_current(volume: Volume, labels: np.ndarray | None, key: str, name: str, source: str,
+                workspace_id: int | None = None) -> ScanState:
+    """Make `volume` (identity `key`, its content id) the current scan; `labels` is copied so edits never
+    touch a cached array. Returns its state, created on first opening (and renamed to `name` when the
+    scan is known under another name now)."""
     if labels is not None and tuple(labels.shape) != volume.shape:
         raise ValueError(f"labels of shape {labels.shape} do not match the scan {volume.shape}")
+    states = scans()
+    state = states.pop(key, None) or ScanState(key=key, name=name, source=source)
+    if key != current_key():  # the editor's last words were about the visit before
+        state.message = state.last_box = state.saved = None
+    state.name, state.source = name, source
+    if workspace_id is not None:
+        state.workspace_id = workspace_id
+    states[key] = state  # now the most recently current
     st.session_state[VOLUME_KEY] = volume
     st.session_state[LABELS_KEY] = None if labels is None else np.array(labels, copy=True)
-    st.session_state[CASE_KEY] = case
-    st.session_state[SOURCE_KEY] = source
-    st.session_state["labels_revision"] = st.session_state.get("labels_revision", 0) + 1
+    st.session_state[SCAN_KEY] = key
+    st.session_state[CASE_KEY] = name
+    st.session_state[REVISION_KEY] = labels_revision() + 1
+    _trim(states)
+    return state
+
+
+def _trim(states: dict[str, ScanState]) -> None:
+    """Bound what a session holds: the unsaved edits of `MAX_KEPT_EDITS` scans besides the current one
+    (the least recently current lose theirs first; `pop_dropped_edits` names them), predictions of the
+    `MAX_PREDICTED` most recent scans, and at most `MAX_SCANS` states (a scan with unsaved edits keeps its)."""
+    order = list(states)
+    kept = [k for k in order[:-1] if states[k].unsaved]
+    for key in kept[:max(len(kept) - MAX_KEPT_EDITS, 0)]:
+        states[key].edits = None
+        st.session_state.setdefault(_DROPPED_KEY, []).append(states[key].name)
+    for key in order[:-MAX_PREDICTED]:
+        states[key].predictions.clear()
+    for key in order[:max(len(order) - MAX_SCANS, 0)]:
+        if not states[key].unsaved:
+            del states[key]
+
+
+def pop_dropped_edits() -> list[str]:
+    """Names of the scans whose kept unsaved edits were dropped to make room, since last asked."""
+    return st.session_state.pop(_DROPPED_KEY, None) or []
 
 
 def set_labels(labels: np.ndarray | None) -> None:
@@ -71,17 +136,21 @@ def set_labels(labels: np.ndarray | None) -> None:
     if vol is not None and labels is not None and tuple(labels.shape) != vol.shape:
         raise ValueError(f"labels of shape {labels.shape} do not match the scan {vol.shape}")
     st.session_state[LABELS_KEY] = labels
-    st.session_state["labels_revision"] = st.session_state.get("labels_revision", 0) + 1
+    st.session_state[REVISION_KEY] = labels_revision() + 1
+
+
+def link_params(state: ScanState | None = None) -> dict[str, str]:
+    """The query parameters of a link to a scan (the current one by default): its name and short id."""
+    state = current() if state is None else state
+    return {} if state is None else {CASE_PARAM: state.name, SCAN_PARAM: short_id(state.key)}
 
 
 def sync_case_param() -> None:
-    """Make the address bar's `?case=` name the current case (a shared link then opens the same scan).
-
-    Nothing is written before a case is current. Other query parameters are left alone.
-    """
-    case = current_case()
-    if case and st.query_params.get(CASE_PARAM) != case:
-        st.query_params[CASE_PARAM] = case
+    """Make the address bar name the current scan (`?case=<name>&scan=<short id>`): a shared link then
+    opens that very scan. Nothing is written before a scan is current; other parameters are left alone."""
+    for param, value in link_params().items():
+        if st.query_params.get(param) != value:
+            st.query_params[param] = value
 
 
 def drop_view_params() -> None:
@@ -91,22 +160,21 @@ def drop_view_params() -> None:
             del st.query_params[key]
 
 
-def case_view(case: str | None = None) -> dict:
-    """The remembered view of a case (the current one by default), created empty on first use.
-
-    A dict with "slices" ({plane: index}) and "window" ({"preset", "center", "width"} or None until
-    set), shared by the Viewer and the Segment page so both open where the user left the case.
-    """
-    case = current_case() if case is None else case
-    views = st.session_state.setdefault(VIEWS_KEY, {})
-    if case not in views:
-        views[case] = {"slices": {}, "window": None}
-    return views[case]
+def case_view() -> dict:
+    """The remembered view of the current scan (see `ScanState.view`), shared by the Viewer and the
+    Segment page so both open where the user left it; a throwaway dict before a scan is open."""
+    state = current()
+    return {"slices": {}, "window": None} if state is None else state.view
 
 
 def labels_revision() -> int:
     """Counter bumped whenever the label array is replaced (for cache keys and redraws)."""
-    return int(st.session_state.get("labels_revision", 0))
+    return int(st.session_state.get(REVISION_KEY, 0))
+
+
+def bump_labels_revision() -> None:
+    """Tell cached renders that the labels changed (edited in place)."""
+    st.session_state[REVISION_KEY] = labels_revision() + 1
 
 
 @st.cache_data(show_spinner=False, ttl=60)

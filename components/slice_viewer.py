@@ -27,18 +27,16 @@ PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove
 #: A window narrower than this fraction of the automatic window is treated as a mistake (white planes).
 MIN_WIDTH_FRACTION = 1e-3
 MIN_WIDTH_INPUT = 1e-6  # the Width box's own minimum
-_VIEW_OWNER_KEY = "_view_owner"  # (page prefix, case, id(volume)) whose widgets hold the view now
+_VIEW_OWNER_KEY = "_view_owner"  # (page prefix, scan's content id) whose widgets hold the view now
 _WINDOW_NOTE_KEY = "_window_note"
 
 
 def _window_for(preset: str) -> tuple[float, float]:
-    """Preset window of the current scan, computed once per (case, preset)."""
-    vol = session.current_volume()
-    cache = st.session_state.setdefault("_window_cache", {})
-    key = (session.current_case(), id(vol), preset)
-    if key not in cache:
-        cache[key] = preset_window(preset, vol.array)
-    return cache[key]
+    """Preset window of the current scan, computed once per scan and preset."""
+    state = session.current()
+    if preset not in state.windows:
+        state.windows[preset] = preset_window(preset, session.current_volume().array)
+    return state.windows[preset]
 
 
 def sane_window(center: float, width: float, auto: tuple[float, float],
@@ -102,7 +100,7 @@ def restore_view(prefix: str = "", deep_link_plane: str | None = None, deep_link
     vol = session.current_volume()
     if vol is None:
         return
-    owner = (prefix, session.current_case(), id(vol))
+    owner = (prefix, session.current_key())
     fresh = st.session_state.get(_VIEW_OWNER_KEY) != owner
     st.session_state[_VIEW_OWNER_KEY] = owner
     view = session.case_view()

@@ -255,10 +255,10 @@ def volume_view(
     if vol is None:
         return
     labels = session.current_labels()
-    case = session.current_case()
-    image = _packed("image", (case, id(vol)), lambda: pack_scan(vol.array))
-    lab = None if labels is None else _packed("labels", (case, *_content_marker(labels)), lambda: pack_labels(labels))
-    extra = None if levels is None else _packed("extra", (case, id(levels)), lambda: pack_labels(levels))
+    scan = session.current_key()  # the scan's identity: two scans of one name never share a packed array
+    image = _packed("image", (scan, id(vol)), lambda: pack_scan(vol.array))
+    lab = None if labels is None else _packed("labels", (scan, *_content_marker(labels)), lambda: pack_labels(labels))
+    extra = None if levels is None else _packed("extra", (scan, id(levels)), lambda: pack_labels(levels))
     view = session.case_view()
     slices = {p: int(np.clip(view["slices"].get(p, planes.n_slices(vol.shape, p) // 2), 0,
                              planes.n_slices(vol.shape, p) - 1)) for p in planes.PLANES}

@@ -3,7 +3,7 @@ correction, a review queue ordered by what to label next, and approval of correc
 
 from __future__ import annotations
 
-import os
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -17,6 +17,7 @@ from segloop.errors import SegLoopError
 from segloop.store.identity import Action
 from segloop.store.label_versions import approve, status_from_versions
 from segloop.store.review_queue import STRATEGIES, review_queue
+from segloop.store.scan_links import short_id
 
 SEGMENT_PAGE = "pages/segment.py"
 VIEWER_PAGE = "pages/viewer.py"
@@ -28,21 +29,20 @@ STRATEGY_TITLES = {
 QUEUE_LINKS = 10
 
 
-def case_link(name: str, label: str | None = None, page: str = SEGMENT_PAGE) -> None:
-    """A link that opens the case on a page, Segment by default; the case becomes the session's current
-    case (plain `?case=` link when that page is not there)."""
+def case_link(params: dict[str, str], label: str, page: str = SEGMENT_PAGE) -> None:
+    """A link that opens a scan on a page, Segment by default; the scan becomes the session's current scan.
+    `params` name it: ``{"case": name, "scan": short id}`` (`session.link_params`, `scan_params`)."""
     icon = ":material/brush:" if page == SEGMENT_PAGE else ":material/view_in_ar:"
     try:
-        st.page_link(page, label=label or name, query_params={"case": name}, icon=icon)
+        st.page_link(page, label=label, query_params=params, icon=icon)
     except Exception:  # noqa: BLE001 - page not registered (single-page run, or not written yet)
-        st.markdown(f"[{label or name}]({page.removeprefix('pages/').removesuffix('.py')}?case={name})")
+        st.markdown(f"[{label}]({page.removeprefix('pages/').removesuffix('.py')}?{urlencode(params)})")
 
 
-AUTHOR_KEY = "seg_author_name"  # shared with the Segment page, so the name is typed once per session
-
-
-def author() -> str:
-    return (st.session_state.get(AUTHOR_KEY) or os.environ.get("USER") or "").strip()
+def scan_params(scan) -> dict[str, str]:
+    """The link parameters of a workspace scan (a ScanRecord): its name, and its short id when it has one."""
+    sid = short_id(scan.sha256)
+    return {session.CASE_PARAM: scan.name, **({session.SCAN_PARAM: sid} if sid else {})}
 
 
 ensure_app_shell()
@@ -58,9 +58,9 @@ identity = auth.current_identity()
 if identity.local:  # signed in, the name recorded is the identity's
     with st.sidebar:
         if "author" not in st.session_state:
-            st.session_state["author"] = st.session_state.get(AUTHOR_KEY, "")
+            st.session_state["author"] = st.session_state.get(auth.AUTHOR_KEY, "")
         st.text_input("Your name", key="author", help="Recorded with every approval and correction you make.")
-        st.session_state[AUTHOR_KEY] = st.session_state["author"]
+        st.session_state[auth.AUTHOR_KEY] = st.session_state["author"]
 
 folder = config.data_dir()
 scans = store.scans()
@@ -83,6 +83,7 @@ if not scans:
     st.info("No cases yet. Import the data folder above, or open a scan in the Viewer and save a label map.")
     st.stop()
 
+by_id = {s.id: s for s in scans}
 latest = store.latest_versions()
 preds = {p.scan_id: p for p in store.predictions(active.id)} if active else {}
 all_preds = {p.scan_id for p in store.predictions()}
@@ -99,44 +100,46 @@ for s in scans:
         who, when = f"model v{model_versions.get(p.model_id, '?')}", p.created_at
     else:
         who, when = "", None
-    row = {"Case": s.name, "Status": status, "Last touched by": who, "When": fmt_time(when),
+    row = {"Case": s.name, "Id": s.id, "Status": status, "Last touched by": who, "When": fmt_time(when),
            "Label version": f"v{v.version} ({v.kind})" if v else "",
            "Changed voxels": v.changed_voxels if v and v.changed_voxels is not None else None}
     agreement = dice_columns(v.dice_vs_model if v and v.kind != "model" else None, names)
     row.update({k.replace("Dice", "Model agreement (Dice)"): val for k, val in agreement.items()})
-    row["Open"] = f"segment?case={s.name}"
+    row["Open"] = f"segment?{urlencode(scan_params(s))}"
     rows.append(row)
 table = pd.DataFrame(rows)
 counts = table["Status"].value_counts()
 st.caption(" · ".join(f"{counts.get(k, 0)} {k}" for k in ("new", "predicted", "corrected", "approved"))
            + (f" · active model: v{active.version}" if active else " · no active model"))
 
-current = session.current_case()
-if current:
+current = session.current()
+if current is not None:
     col_t, col_v, col_s = st.columns([2, 1, 1])
-    col_t.markdown(f"Current case: **{current}**")
+    col_t.markdown(f"Current case: **{current.name}**")
     with col_v:
-        case_link(current, "Back to it in the Viewer", VIEWER_PAGE)
+        case_link(session.link_params(), "Back to it in the Viewer", VIEWER_PAGE)
     with col_s:
-        case_link(current, "Correct it")
+        case_link(session.link_params(), "Correct it")
 
 status_filter = st.multiselect("Show statuses", ["new", "predicted", "corrected", "approved"],
                                default=["new", "predicted", "corrected", "approved"], key="status_filter")
 shown = table[table["Status"].isin(status_filter)]
 picked = st.dataframe(
     shown, hide_index=True, key="cases_table", width="stretch", on_select="rerun", selection_mode="single-row",
-    column_config={"Open": st.column_config.LinkColumn("Open", display_text="Segment ↗",
+    column_config={"Id": None,  # the scan a row is (selection), not shown
+                   "Open": st.column_config.LinkColumn("Open", display_text="Segment ↗",
                                                        help="Open the case in the Segment page (new tab)")},
 )
 rows_picked = picked.selection.rows if picked is not None else []
 if rows_picked and rows_picked[0] < len(shown):
-    name = shown.iloc[rows_picked[0]]["Case"]
+    picked_scan = by_id[int(shown.iloc[rows_picked[0]]["Id"])]
+    name = picked_scan.name
     col_t, col_v, col_s = st.columns([2, 1, 1])
     col_t.markdown(f"Selected: **{name}**")
     with col_v:
-        case_link(name, f"Open {name} in the Viewer", VIEWER_PAGE)
+        case_link(scan_params(picked_scan), f"Open {name} in the Viewer", VIEWER_PAGE)
     with col_s:
-        case_link(name, f"Correct {name}")
+        case_link(scan_params(picked_scan), f"Correct {name}")
 else:
     st.caption("Select a row to open its case here, in the Viewer or the Segment page.")
 
@@ -166,11 +169,12 @@ else:
     cols = st.columns(min(5, len(queue)))
     for i, q in enumerate(queue[:QUEUE_LINKS]):
         with cols[i % len(cols)]:
-            case_link(q.name, f"{i + 1}. {q.name}")
+            case_link(scan_params(by_id[q.scan_id]), f"{i + 1}. {q.name}")
 
 st.subheader("Approve a corrected case")
-corrected = {s.name: latest[s.id] for s in scans
+corrected = {s.name: latest[s.id] for s in scans  # names are unique in the workspace
              if s.id in latest and latest[s.id].kind in ("correction", "reference")}
+by_name = {s.name: s for s in scans}
 if not corrected:
     st.caption("No corrected cases waiting for approval.")
 else:
@@ -178,14 +182,14 @@ else:
     with col_c:
         pick = st.selectbox("Corrected case", sorted(corrected), key="approve_case",
                             format_func=lambda n: f"{n} (v{corrected[n].version} by {corrected[n].author or '?'})")
-        case_link(pick, f"Review {pick} first")
+        case_link(scan_params(by_name[pick]), f"Review {pick} first")
     with col_b:
         st.write("")
         may_approve = auth.allowed(Action.APPROVE, identity)
         if st.button("Approve", key="approve_btn", type="primary", disabled=not may_approve,
                      help=None if may_approve else auth.needs(Action.APPROVE)):
             try:
-                v = approve(store, corrected[pick].id, author=author(), identity=identity)
+                v = approve(store, corrected[pick].id, author=auth.author_name(), identity=identity)
                 st.session_state["cases_flash"] = f"{pick}: approved as label version v{v.version}."
                 st.rerun()
             except SegLoopError as exc:

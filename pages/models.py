@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -19,10 +18,6 @@ from segloop.model.card import load_card, training_data_summary
 from segloop.model.evaluations import group_by_evaluation
 from segloop.store.identity import Action
 from segloop.store.registry import activate, activation_history, list_models, model_metrics, rollback
-
-
-def _author() -> str:
-    return (st.session_state.get("seg_author_name") or os.environ.get("USER") or "").strip()
 
 
 def _data_used(model) -> str:
@@ -116,7 +111,7 @@ with col_a:
     if st.button("Activate", key="activate_btn", type="primary",
                  disabled=bool(active and active.version == pick) or not may_activate):
         try:
-            activate(store, int(pick), author=_author(), identity=identity)
+            activate(store, int(pick), author=auth.author_name(), identity=identity)
             st.session_state["models_flash"] = f"v{pick} is now the active model: new predictions use it."
             st.rerun()
         except SegLoopError as exc:
@@ -126,7 +121,7 @@ with col_r:
     if st.button("Roll back", key="rollback_btn", help="Re-activate the model that was active before this one",
                  disabled=not may_rollback):
         try:
-            m = rollback(store, author=_author(), identity=identity)
+            m = rollback(store, author=auth.author_name(), identity=identity)
             st.session_state["models_flash"] = f"Rolled back: v{m.version} is the active model again."
             st.rerun()
         except SegLoopError as exc:

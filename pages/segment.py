@@ -33,7 +33,7 @@ editor.set_label_names(names)
 editor.ensure_state()
 editor.restore_view()  # slices and window as the user left this case, on this page or the Viewer
 mode = st.session_state.get("seg_mode", Mode.AUTO)
-pred = segmentation.cached_prediction(case, model, mode)
+pred = segmentation.cached_prediction(model, mode)
 
 values = sorted(names) + [0]
 with st.sidebar:  # the tools sit beside the views, so the views and the active tool fit one screen
@@ -62,7 +62,7 @@ style = OverlayStyle.make(colors, opacity=opacity, contour=contour)
 # Layout: a one-line model row, then the views (with the tools beside them in the sidebar), then the
 # details. Containers keep that order on screen while the code runs in dependency order.
 store = segmentation.store()
-scan = segmentation.scan_record(case)
+scan = segmentation.scan_record()
 head = st.container()
 views = st.container()
 st.subheader("Details")
@@ -81,14 +81,13 @@ with head:
             try:
                 with st.status(f"Running {model.title} on {case}…", expanded=True) as status:
                     st.write("Localising (whole head: registration to MNI152), running the network, post-processing…")
-                    pred = segmentation.run_prediction(case, model, mode)
+                    pred = segmentation.run_prediction(model, mode)
                     status.update(label=f"Segmented in {pred.seconds:.1f} s", state="complete", expanded=False)
             except Exception as exc:  # ModelError and friends: one clear sentence
                 st.error(f"Segmentation failed: {exc}")
                 st.stop()
             version = store.label_version(pred.version_id) if pred.version_id is not None else None
             editor.start_from(pred.labels, version)
-            scan = segmentation.scan_record(case)
             st.rerun()
         st.caption("Run the model to get a starting point, or correct the labels shown below directly.")
     else:
@@ -125,14 +124,14 @@ with details:
 # --------------------------------------------------------------------------- correct
 with views:
     intensity_range = editor.fill_options(window) if tool == Tool.FLOOD_FILL else None
-    msg = st.session_state.get(editor.MESSAGE_KEY)
+    msg = editor.message()
     st.caption(editor.tool_help(tool, intensity_range is not None) + (f"  \n**{msg}**" if msg else ""))
     levels = pred.levels if (pred is not None and show_unc) else None
     outlines = None
     if pred is not None and show_boxes and pred.sides:
         cache = st.session_state.setdefault("_seg_outlines", {})
-        if cache.get("for") != (case, id(pred)):
-            cache.update({"for": (case, id(pred)),
+        if cache.get("for") != (session.current_key(), id(pred)):
+            cache.update({"for": (session.current_key(), id(pred)),
                           "outlines": box_outlines([s.corners for s in pred.sides], vol.shape, vol.spacing)})
         outlines = cache["outlines"]
     volume_view("seg_view", window=window, style=style, names=names, editable=True, tool=tool, value=int(value),
@@ -144,7 +143,7 @@ with details:
     rows = segmentation.volume_rows(pred, session.current_labels(), vol.spacing, names)
     if rows:
         volume_table.dataframe(rows, hide_index=True, key="seg_volumes_table")
-    last_box = st.session_state.get(editor.LAST_BOX_KEY)
+    last_box = editor.last_box()
     if last_box:
         st.caption(f"Last box applied: {last_box}")
     edit_plane = st.selectbox("Plane for the slice tools", planes.PLANES, key="seg_plane", persist_state="session")

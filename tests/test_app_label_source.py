@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the pages import `components` from the repository root
     sys.path.insert(0, str(ROOT))
 
+from apptest_state import current_state  # noqa: E402
+
 from segloop.io.readers import load_label, load_scan  # noqa: E402
 from segloop.store.database import Datastore  # noqa: E402
 from segloop.store.label_versions import approve, save_label_version  # noqa: E402
@@ -217,9 +219,9 @@ def test_switching_cases_warns_and_a_dropped_stash_is_named(env: Path, msd_dir: 
 
     # the three newest are still kept and come back
     at.selectbox(key="case_select").set_value("hippocampus_008").run()
-    assert at.session_state["seg_message"] == "Restored your unsaved edits of hippocampus_008."
+    assert current_state(at).message == "Restored your unsaved edits of hippocampus_008."
     at.selectbox(key="case_select").set_value("hippocampus_001").run()  # would push hippocampus_003's edits out
     assert any("Your unsaved edits of hippocampus_003 would be lost" in w.value for w in at.warning)
     at.button(key="case_switch_confirm").click().run()
     assert at.session_state["current_case"] == "hippocampus_001"
-    assert not at.session_state["seg_message"]  # its edits were the ones dropped
+    assert not current_state(at).message  # its edits were the ones dropped

@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:  # the pages import `components` from the reposito
     sys.path.insert(0, str(ROOT))
 
 from apptest_tables import table  # noqa: E402
+from apptest_state import current_state  # noqa: E402
 from apptest_view import view_data  # noqa: E402
 
 from segloop.config import WEIGHTS_DIR  # noqa: E402
@@ -94,6 +95,7 @@ def test_deep_link_then_pages_and_another_case(env: Path) -> None:
     assert at.selectbox(key="case_select").value == "hippocampus_014"
 
     # a link naming another case (Cases page, shared link, back button) makes that case current
+    at.query_params.clear()  # a link replaces the whole query string
     at.query_params["case"] = "hippocampus_007"
     at.switch_page("pages/segment.py").run()
     assert at.session_state["current_case"] == "hippocampus_007"
@@ -135,7 +137,7 @@ def test_upload_is_named_in_the_scan_box_and_the_address_bar(env: Path) -> None:
     at.session_state["_pending_upload"] = ("my_scan.nii.gz", data)  # what the uploader's callback leaves
     at.run()
     assert not at.exception, at.exception
-    assert at.session_state["current_source"] == "upload"
+    assert current_state(at).source == "upload"
     # the same voxels as a data-folder case: it is that scan, under its name in the workspace, or the upload's
     name = at.session_state["current_case"]
     assert name in ("my_scan", "hippocampus_017")
@@ -181,7 +183,7 @@ def test_bad_upload_names_the_file_never_a_temporary_path(env: Path) -> None:
 
 def _scroll(at: AppTest, **slices: int) -> None:
     """What the browser reports after the user scrolls the volume view (its debounced "view" state)."""
-    at.session_state["case_views"][at.session_state["current_case"]]["slices"].update(slices)
+    at.session_state["scans"][at.session_state["current_scan"]].view["slices"].update(slices)
 
 
 def test_viewer_window_and_slices_come_back_after_other_pages(env: Path) -> None:

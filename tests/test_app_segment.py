@@ -14,6 +14,7 @@ if str(ROOT) not in sys.path:  # the pages import `components` from the reposito
     sys.path.insert(0, str(ROOT))
 
 from apptest_tables import table  # noqa: E402
+from apptest_state import current_state, predictions  # noqa: E402
 from apptest_view import view_data  # noqa: E402
 
 from segloop.config import WEIGHTS_DIR  # noqa: E402
@@ -56,7 +57,7 @@ def _grow(at: AppTest, value: int) -> np.ndarray:
 
 def test_run_segmentation_shows_provider_volumes_and_records_version(env: Path) -> None:
     at = _segmented()
-    pred = at.session_state["seg_predictions"]
+    pred = predictions(at)
     assert len(pred) == 1
     cached = next(iter(pred.values()))
     labels = at.session_state["current_labels"]
@@ -90,7 +91,7 @@ def test_run_segmentation_shows_provider_volumes_and_records_version(env: Path) 
     extra = view_data(at, "seg_view")["extra"]  # the uncertainty levels volume, with its heat palette
     assert extra["shape"] == list(labels.shape) and len(extra["palette"]) == 4
     assert at.session_state["seg_predict_calls"] == 1
-    assert next(iter(at.session_state["seg_predictions"].values())).seconds == seconds
+    assert next(iter(predictions(at).values())).seconds == seconds
     assert "seg_run" not in [b.key for b in at.button]
 
 
@@ -193,7 +194,7 @@ def test_unsaved_edits_survive_switching_scans_and_the_viewer_reopening_the_case
     assert at.button(key="seg_undo").disabled is False
 
     # another page replacing the label array of the same scan (the Viewer reopening it) keeps the edits
-    at.session_state["current_labels"] = at.session_state["seg_base_labels"].copy()
+    at.session_state["current_labels"] = current_state(at).edits.base_labels.copy()
     at.run()
     assert np.array_equal(at.session_state["current_labels"], edited)
 
@@ -202,7 +203,7 @@ def test_copy_slice_and_interpolate_buttons(env: Path) -> None:
     at = _segmented()
     start = at.session_state["current_labels"].copy()
     at.selectbox(key="seg_plane").set_value("axial").run()
-    at.session_state["case_views"][CASE]["slices"]["axial"] = 17  # the browser reports the slice shown
+    current_state(at).view["slices"]["axial"] = 17  # the browser reports the slice shown
     at.button(key="seg_copy_next").click().run()
     labels = at.session_state["current_labels"]
     assert np.array_equal(labels[:, :, 17], start[:, :, 18])
@@ -247,7 +248,7 @@ def test_default_demo_is_a_whole_head_segmented_on_both_sides(demo_env: Path) ->
     # the box outlines are drawn on the slices that cut them; "Go to the right hippocampus" moves all three planes
     at.button(key="seg_goto_right").click().run()
     assert not at.exception, at.exception
-    cached = next(iter(at.session_state["seg_predictions"].values()))
+    cached = next(iter(predictions(at).values()))
     right = next(s for s in cached.sides if s.side == "right")
     view = view_data(at, "seg_view")
     voxel = [int(round(v)) for v in right.centre]

@@ -34,7 +34,7 @@ from segloop.editing.history import (
 from segloop.editing.selections import apply_selection
 from segloop.errors import ScanError, SegLoopError
 from segloop.io.readers import labels_from_array, load_label, load_scan
-from segloop.io.volume import volume_from_array
+from segloop.io.volume import content_id, volume_from_array
 from segloop.io.writers import label_nifti_bytes, save_label
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -434,8 +434,7 @@ def editor(monkeypatch):
     from components import editor, session
 
     vol = volume_from_array(np.zeros((4, 5, 6), np.float32), np.eye(4), name="case")
-    state[session.VOLUME_KEY] = vol
-    state[session.CASE_KEY] = "case"
+    session.set_current(vol, None, content_id(vol), "case", "upload")
     return editor, session, state
 
 
@@ -461,7 +460,7 @@ def test_editor_widens_for_a_selection_and_undo_redo_swap_the_array(editor):
                             "selection": {"box": [{"x": [0.0, 1.0], "y": [0.0, 1.0]}]}})
     wide = session.current_labels().copy()
     assert wide.dtype == np.uint16 and int((wide == 2017).sum()) == 4 and wide[3, 4, 5] == 9
-    assert "uint16" in state[editor.MESSAGE_KEY]
+    assert "uint16" in editor.message()
     assert editor.unsaved_voxels() == 4
     editor.undo()
     assert_same(session.current_labels(), labels)

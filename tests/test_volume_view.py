@@ -19,7 +19,7 @@ from segloop.display import planes
 from segloop.display.volume_payload import pack, pack_labels, pack_scan, plane_geometry, quantize
 from segloop.display.windowing import apply_window
 from segloop.editing.selections import apply_view_event
-from segloop.io.volume import volume_from_array
+from segloop.io.volume import content_id, volume_from_array
 
 shapes = st.tuples(*(st.integers(1, 9) for _ in range(3)))
 
@@ -194,8 +194,7 @@ def editor(monkeypatch):
     from components import editor, session, volume_view
 
     vol = volume_from_array(np.zeros((10, 12, 8), np.float32), np.eye(4), name="case")
-    state[session.VOLUME_KEY] = vol
-    state[session.CASE_KEY] = "case"
+    session.set_current(vol, None, content_id(vol), "case", "upload")
     state[editor.NAMES_KEY] = {1: "anterior", 2: "posterior"}
     editor.start_from(np.zeros(vol.shape, np.uint8), None)
     return editor, session, volume_view, state
@@ -207,8 +206,8 @@ def test_an_edit_from_the_view_is_one_undoable_step_named_for_the_user(editor) -
              "selection": {"box": [{"x": [0, 2], "y": [0, 1]}]}}
     editor.apply_view_edit(event)
     assert int(session.current_labels().sum()) == 6 and editor.unsaved_voxels() == 6
-    assert "anterior" in state[editor.MESSAGE_KEY] and "label 1" not in state[editor.MESSAGE_KEY]
-    assert state[editor.LAST_BOX_KEY] == "axial 3: rows 0–1, columns 0–2"
+    assert "anterior" in editor.message() and "label 1" not in editor.message()
+    assert editor.last_box() == "axial 3: rows 0–1, columns 0–2"
     editor.apply_command({"action": "undo"})
     assert not session.current_labels().any()
     editor.apply_command({"action": "redo"})
@@ -218,7 +217,7 @@ def test_an_edit_from_the_view_is_one_undoable_step_named_for_the_user(editor) -
 def test_a_malformed_edit_says_so_and_changes_nothing(editor) -> None:
     editor, session, _, state = editor
     editor.apply_view_edit({"tool": "box", "plane": "axial", "index": 99, "value": 1, "selection": {}})
-    assert "not applied" in state[editor.MESSAGE_KEY] and "no slice 99" in state[editor.MESSAGE_KEY]
+    assert "not applied" in editor.message() and "no slice 99" in editor.message()
     assert not session.current_labels().any() and len(editor.history()) == 0
 
 

@@ -104,6 +104,8 @@ class ScanChoice:
         Unix time the workspace registered it (None for a folder case).
     workspace_id : int or None
         Row id in the workspace's database, when registered.
+    source : str
+        The workspace's `ScanSource` ("uploaded", "imported", "datadir"); "" for a folder case.
     """
 
     name: str
@@ -114,6 +116,7 @@ class ScanChoice:
     shape: tuple[int, ...] | None = None
     created_at: float | None = None
     workspace_id: int | None = None
+    source: str = ""
 
     @property
     def short_id(self) -> str:
