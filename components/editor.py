@@ -8,7 +8,8 @@ plane shows an edit at once. Edits drawn in the browser arrive as events from th
 on_click callbacks too. Each edit is one undoable step.
 
 Messages and the edit history name labels as the page does ("Grow anterior by 1 voxel", not
-"label 1"): `name_labels` rewrites the operations' descriptions with the page's label names.
+"label 1"): the operations return structured edits and refusals (`Edit.what` with the label it is about,
+`EditRefused`), which `describe` words with the page's label names.
 
 The array keeps its dtype: uint8, or uint16 for labels above 255 (FreeSurfer-style 1002). Painting
 a label the array cannot hold (300 into uint8) swaps in a uint16 copy, as part of the undoable edit
@@ -17,9 +18,7 @@ a label the array cannot hold (300 into uint8) swaps in a uint16 copy, as part o
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import replace
 
 import numpy as np
 import streamlit as st
@@ -29,7 +28,7 @@ from components.scan_state import BaseVersion, Edits, SavedNote, ScanState
 from components.volume_view import move_to
 from segloop.display import planes
 from segloop.editing import operations
-from segloop.editing.history import EditHistory, apply_edit, apply_widening
+from segloop.editing.history import EditHistory, EditRefused, apply_edit, apply_widening
 from segloop.editing.selections import apply_view_event
 from segloop.editing.tools import HELP, Tool
 from segloop.errors import SegLoopError
@@ -153,39 +152,23 @@ def restore_view() -> None:
 
 
 def set_label_names(names: dict[int, str]) -> None:
-    """The label names the page shows; messages and the edit history use them (`name_labels`)."""
+    """The label names the page shows; messages and the edit history use them (`Edit.describe`)."""
     st.session_state[NAMES_KEY] = dict(names)
 
 
-_LABEL_RE = re.compile(r"\b([Ll])abel (\d+)\b")
+def _names() -> dict[int, str]:
+    return st.session_state.get(NAMES_KEY, {})
 
 
-def name_labels(text: str, names: dict[int, str] | None = None) -> str:
-    """Replace "label 1" in a message with the label's name ("anterior"); 0 is the background.
-
-    Values without a name stay as they are; "Label 1" at the start of a sentence gives "Anterior".
-
-    >>> name_labels("Grow label 1 by 1 voxel; label 7 stays", {1: "anterior"})
-    'Grow anterior by 1 voxel; label 7 stays'
-    >>> name_labels("Label 2 is not drawn on axial slice 3", {2: "posterior"})
-    'Posterior is not drawn on axial slice 3'
-    """
-    names = st.session_state.get(NAMES_KEY, {}) if names is None else names
-
-    def sub(m: re.Match) -> str:
-        value = int(m.group(2))
-        name = names.get(value) or ("background" if value == 0 else None)
-        if not name:
-            return m.group(0)
-        return name[:1].upper() + name[1:] if m.group(1) == "L" else name
-
-    return _LABEL_RE.sub(sub, text)
+def _refusal(exc: Exception) -> str:
+    """What a refused edit says, naming labels as the page does."""
+    return exc.describe(_names()) if isinstance(exc, EditRefused) else str(exc)
 
 
 def _say(text: str | None) -> None:
     state = session.current()
     if state is not None:
-        state.message = None if text is None else name_labels(text)
+        state.message = text
 
 
 def on_tool_change() -> None:
@@ -251,15 +234,15 @@ def nonce() -> int:
 
 
 def record(edit, message: str | None = None) -> None:
-    """Push an applied edit to the history (described with label names) and say what it did."""
-    edit = replace(edit, description=name_labels(edit.description))
+    """Push an applied edit to the history and say what it did, naming labels as the page does."""
+    what = edit.describe(_names())
     if edit.is_empty:
-        _say(f"{edit.description}: nothing changed.")
+        _say(f"{what}: nothing changed.")
         return
     history().push(edit)
     bump()
     widened = "" if edit.widened_from is None else f" (labels now stored as uint16, up from {edit.widened_from})"
-    _say(message or f"{edit.description}: {len(edit)} voxels changed{widened}.")
+    _say(message or f"{what}: {len(edit)} voxels changed{widened}.")
 
 
 def _use(labels: np.ndarray) -> None:
@@ -325,7 +308,7 @@ def apply_view_edit(event: dict) -> None:
     try:
         applied = apply_view_event(labels, event, image=vol.array, spacing=vol.spacing, fill_range=_fill_range())
     except (ValueError, SegLoopError) as exc:
-        _say(f"That edit was not applied: {exc}")
+        _say(f"That edit was not applied: {_refusal(exc)}")
         return
     if applied is None:
         return
@@ -366,7 +349,7 @@ def _run(op, *args, **kwargs) -> None:
     try:
         record(op(editable_labels(), *args, **kwargs))
     except (ValueError, SegLoopError) as exc:
-        _say(str(exc))
+        _say(_refusal(exc))
 
 
 def reset_to_prediction(pred) -> None:
@@ -394,7 +377,7 @@ def undo() -> None:
     _use(labels)  # undoing a widening edit gives the narrower array back
     if edit is not None:
         bump()
-        _state().message = f"Undone: {edit.description}"
+        _say(f"Undone: {edit.describe(_names())}")
 
 
 def redo() -> None:
@@ -402,7 +385,7 @@ def redo() -> None:
     _use(labels)
     if edit is not None:
         bump()
-        _state().message = f"Redone: {edit.description}"
+        _say(f"Redone: {edit.describe(_names())}")
 
 
 def slice_tools(plane: str, value: int, names: dict[int, str]) -> None:
@@ -444,7 +427,7 @@ def history_panel() -> None:
               use_container_width=True)
     c2.button("Redo", key="seg_redo", disabled=not hist.can_redo, on_click=redo, icon=":material/redo:",
               use_container_width=True)
-    recent = hist.descriptions[-8:][::-1]
+    recent = [e.describe(_names()) for e in hist.undo_edits[-8:][::-1]]
     if recent:
         st.caption("Recent edits (newest first):")
         st.markdown("\n".join(f"- {d}" for d in recent))

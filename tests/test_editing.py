@@ -456,3 +456,24 @@ def test_edit_is_cheap_on_a_large_volume():
 def test_bad_slice_index_is_rejected(plane):
     with pytest.raises(ValueError):
         operations.paint_box(zeros(), plane, n_slices(plane), (0, 1), (0, 1), 1)
+
+
+# --------------------------------------------------------------------------- words for people
+
+
+def test_edits_and_refusals_name_labels_from_structure_not_from_rewritten_text() -> None:
+    from segloop.editing.history import EditRefused
+
+    labels = np.zeros((6, 6, 6), np.uint8)
+    labels[2:4, 2:4, 2:4] = 2
+    names = {1: "anterior", 2: "posterior"}
+    edit = operations.grow(labels, 2, 1)
+    assert edit.label == 2 and edit.description == "Grow label 2 by 1 voxel"
+    assert edit.describe(names) == "Grow posterior by 1 voxel"
+    assert edit.describe({2: "{Label} 1"}) == "Grow {Label} 1 by 1 voxel"  # a name is never read as a place
+    erase = operations.paint_box(labels, "axial", 3, (0, 2), (0, 2), 0)
+    assert erase.describe(names) == "Erase box on axial 3"
+    with pytest.raises(EditRefused) as refused:
+        operations.interpolate_slices(labels, "axial", 0, 3, 2)
+    assert refused.value.label == 2 and str(refused.value).startswith("Label 2 is not drawn on axial slice 0")
+    assert refused.value.describe(names).startswith("Posterior is not drawn on axial slice 0")

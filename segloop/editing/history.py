@@ -14,7 +14,9 @@ the uint8 map exactly. Nothing is ever cast in a way that could wrap a value (10
 
 from __future__ import annotations
 
+import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -28,7 +30,60 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 MAX_LABEL = 65535
 
 
-class LabelValueError(SegLoopError, ValueError):
+#: Where a message template names the label it is about; `wording` fills it in ("anterior", "label 2").
+LABEL = "{label}"
+LABEL_CAPITAL = "{Label}"  # the same at the start of a sentence ("Anterior", "Label 2")
+_PLACES = re.compile(r"\{label\}|\{Label\}")
+
+
+def label_wording(value: int, names: Mapping[int, str] | None = None) -> str:
+    """How a message names label `value`: its name in `names`, else "label <value>"; 0 is the background.
+
+    >>> label_wording(1, {1: "anterior"}), label_wording(7, {1: "anterior"}), label_wording(0)
+    ('anterior', 'label 7', 'background')
+    """
+    name = (names or {}).get(int(value)) or ("background" if int(value) == 0 else None)
+    return name or f"label {int(value)}"
+
+
+def wording(template: str, label: int | None, names: Mapping[int, str] | None = None) -> str:
+    """A message from its template: `LABEL` and `LABEL_CAPITAL` become the label's name (`label_wording`).
+
+    Other text is left exactly as it is (no format-string parsing), so values with braces are safe.
+
+    >>> wording("Grow {label} by 1 voxel", 1, {1: "anterior"})
+    'Grow anterior by 1 voxel'
+    >>> wording("{Label} is not drawn on axial slice 3", 2)
+    'Label 2 is not drawn on axial slice 3'
+    """
+    if label is None:
+        return template
+    text = label_wording(label, names)
+    words = {LABEL: text, LABEL_CAPITAL: text[:1].upper() + text[1:]}
+    return _PLACES.sub(lambda m: words[m.group(0)], template)  # one pass: a name is never read as a place
+
+
+class EditRefused(SegLoopError):
+    """An edit the editor will not make; its message names the label as the caller's page does.
+
+    Parameters
+    ----------
+    template : str
+        One sentence, with `LABEL` / `LABEL_CAPITAL` where the label is named.
+    label : int, optional
+        The label the sentence is about.
+    """
+
+    def __init__(self, template: str, label: int | None = None) -> None:
+        self.template, self.label = template, label
+        super().__init__(wording(template, label))
+
+    def describe(self, names: Mapping[int, str] | None = None) -> str:
+        """The message with the label named from `names` (label value -> name)."""
+        return wording(self.template, self.label, names)
+
+
+class LabelValueError(EditRefused, ValueError):
     """A label value the editor cannot write: negative, above 65535, not a whole number, or too
     large for the label map's dtype where the map may not be widened.
 
@@ -37,8 +92,10 @@ class LabelValueError(SegLoopError, ValueError):
 
     Parameters
     ----------
-    message : str
-        One sentence naming the value and what is wrong with it.
+    template : str
+        One sentence naming the value and what is wrong with it (see `EditRefused`).
+    label : int, optional
+        The label value it is about.
     """
 
 
@@ -189,21 +246,34 @@ class Edit:
         Flat C-order indices of the changed voxels (see `index_dtype`).
     old, new : np.ndarray of the label map's dtype (uint8 or uint16), shape (N,)
         Label values before and after the operation.
-    description : str
-        What the user did, shown in the undo/redo lists, e.g. "Box fill label 2 on axial 1".
+    what : str
+        What the user did, a template naming the label with `LABEL` ("Box fill {label} on axial 1"); the
+        undo/redo lists show it through `describe`, with the page's label names.
     shape : tuple of int, optional
         Shape of the label map the edit was made on; when set, `undo`/`redo` refuse other shapes.
     widened_from : numpy.dtype, optional
         The map's dtype before the edit when the edit had to widen it (uint8 -> uint16 to hold a
         label above 255, see `apply_widening`); None when the dtype did not change.
+    label : int, optional
+        The label the edit is about (named in `what`); None for edits about no one label.
     """
 
     indices: np.ndarray
     old: np.ndarray
     new: np.ndarray
-    description: str
+    what: str
     shape: tuple[int, ...] = field(default=())
     widened_from: np.dtype | None = None
+    label: int | None = None
+
+    @property
+    def description(self) -> str:
+        """What the user did, with labels named by value ("Box fill label 2 on axial 1")."""
+        return self.describe()
+
+    def describe(self, names: Mapping[int, str] | None = None) -> str:
+        """What the user did, with the label named from `names` ("Box fill posterior on axial 1")."""
+        return wording(self.what, self.label, names)
 
     def __len__(self) -> int:
         """Number of changed voxels."""
@@ -299,7 +369,7 @@ class Edit:
         return labels
 
 
-def empty_edit(labels: np.ndarray, description: str) -> Edit:
+def empty_edit(labels: np.ndarray, description: str, label: int | None = None) -> Edit:
     """Return an `Edit` that changed nothing, for an operation that turned out to be a no-op.
 
     Parameters
@@ -307,7 +377,9 @@ def empty_edit(labels: np.ndarray, description: str) -> Edit:
     labels : np.ndarray
         The label map; only its shape and dtype are used.
     description : str
-        What the user did.
+        What the user did (a template, see `Edit.what`).
+    label : int, optional
+        The label it is about.
 
     Returns
     -------
@@ -317,7 +389,7 @@ def empty_edit(labels: np.ndarray, description: str) -> Edit:
     """
     return Edit(
         np.zeros(0, index_dtype(labels.shape)), np.zeros(0, labels.dtype), np.zeros(0, labels.dtype), description,
-        tuple(labels.shape),
+        tuple(labels.shape), label=label,
     )
 
 
@@ -342,7 +414,8 @@ def full_region(shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(0, n) for n in shape)
 
 
-def diff_region(labels: np.ndarray, before: np.ndarray, region: tuple[slice, ...], description: str) -> Edit:
+def diff_region(labels: np.ndarray, before: np.ndarray, region: tuple[slice, ...], description: str,
+                label: int | None = None) -> Edit:
     """Build the `Edit` of an operation from a copy `before` of labels[region] and the array now.
 
     Only the region is compared, so an edit on one slice of a large volume stays cheap.
@@ -356,7 +429,9 @@ def diff_region(labels: np.ndarray, before: np.ndarray, region: tuple[slice, ...
     region : tuple of slice
         One slice per axis with explicit integer starts (or None for 0) and step 1.
     description : str
-        What the user did.
+        What the user did (a template, see `Edit.what`).
+    label : int, optional
+        The label it is about.
 
     Returns
     -------
@@ -383,7 +458,7 @@ def diff_region(labels: np.ndarray, before: np.ndarray, region: tuple[slice, ...
     after = labels[region]
     changed = np.nonzero(after != before)
     if changed[0].size == 0:
-        return empty_edit(labels, description)
+        return empty_edit(labels, description, label)
     coords = tuple(c + (s.start or 0) for c, s in zip(changed, region))
     flat = np.ravel_multi_index(coords, labels.shape).astype(index_dtype(labels.shape))
     old = before[changed]
@@ -391,7 +466,7 @@ def diff_region(labels: np.ndarray, before: np.ndarray, region: tuple[slice, ...
         if not _fits(old, labels.dtype):
             raise ValueError(f"old label values up to {int(old.max())} do not fit a {labels.dtype} label map")
         old = old.astype(labels.dtype)
-    return Edit(flat, old, after[changed], description, tuple(labels.shape))
+    return Edit(flat, old, after[changed], description, tuple(labels.shape), label=label)
 
 
 def apply_edit(
@@ -561,6 +636,11 @@ class EditHistory:
     def descriptions(self) -> list[str]:
         """Descriptions of the undoable edits, oldest first (the last one is undone next)."""
         return [e.description for e in self._undo]
+
+    @property
+    def undo_edits(self) -> list[Edit]:
+        """The edits that can be undone, oldest first (`Edit.describe` names them for a page)."""
+        return list(self._undo)
 
     @property
     def redo_descriptions(self) -> list[str]:

@@ -32,7 +32,8 @@ from scipy import ndimage
 from skimage.draw import disk, polygon
 
 from segloop.display.planes import PLANE_AXIS, display_to_voxel, n_slices, slice_shape, slice_view
-from segloop.editing.history import Edit, LabelValueError, check_label_value, diff_region, empty_edit, value_fits
+from segloop.editing.history import (LABEL, LABEL_CAPITAL, Edit, EditRefused, LabelValueError, check_label_value,
+                                     diff_region, empty_edit, value_fits)
 from segloop.errors import SegLoopError
 
 #: 3D structuring elements: 6-connectivity (faces) and 26-connectivity (faces, edges, corners).
@@ -60,8 +61,8 @@ def _check_paint(labels: np.ndarray, value: int) -> int:
     value = check_label_value(value)
     if not value_fits(labels, value):
         raise LabelValueError(
-            f"label {value} does not fit this {labels.dtype} label map; widen it to uint16 first "
-            "(segloop.editing.history.apply_widening)"
+            f"{LABEL} does not fit this {labels.dtype} label map; widen it to uint16 first "
+            "(segloop.editing.history.apply_widening)", value,
         )
     return value
 
@@ -84,7 +85,8 @@ def _bbox_region(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
 
 
 def _label_name(value: int) -> str:
-    return f"label {value}"
+    """Where a description names the edit's label: filled in by `Edit.describe` (a name, or "label 2")."""
+    return LABEL
 
 
 def _verb(value: int, what: str) -> str:
@@ -110,11 +112,13 @@ def _paint_2d(
     only_label: int | None,
     overwrite: bool,
     description: str,
+    label: int | None = None,
 ) -> Edit:
+    """Write `value` through `mask` on one slice; the edit is about `label` (default: `value`)."""
     region = _slice_region(labels.shape, plane, index)
     before = labels[region].copy()
     _write_mask(slice_view(labels, plane, index), mask, value, only_label, overwrite)
-    return diff_region(labels, before, region, description)
+    return diff_region(labels, before, region, description, label=value if label is None else label)
 
 
 def _centre_range(a: float, b: float, n: int) -> range:
@@ -651,11 +655,11 @@ def delete_component(
     where = f"on {plane} {index}" if in_slice else "in 3D"
     description = f"Delete component of {_label_name(value)} {where}"
     if value == 0:
-        return empty_edit(labels, description)
+        return empty_edit(labels, description, label=value)
     if in_slice:
         comp, _ = ndimage.label(view == value, structure=STRUCTURE_2D[8 if connectivity == 26 else 4])
         mask = comp == comp[row, col]
-        return _paint_2d(labels, plane, index, mask, 0, None, True, description)
+        return _paint_2d(labels, plane, index, mask, 0, None, True, description, label=value)
     region = _bbox_region(labels == value)
     sub = labels[region]
     comp, _ = ndimage.label(sub == value, structure=STRUCTURE_3D[connectivity])
@@ -663,7 +667,7 @@ def delete_component(
     voxel = tuple(v - s.start for v, s in zip(clicked, region))
     before = sub.copy()
     sub[comp == comp[voxel]] = 0
-    return diff_region(labels, before, region, description)
+    return diff_region(labels, before, region, description, label=value)
 
 
 def fill_holes(labels: np.ndarray, value: int, plane: str | None = None, index: int | None = None) -> Edit:
@@ -717,7 +721,7 @@ def fill_holes(labels: np.ndarray, value: int, plane: str | None = None, index: 
         index = _check_index(labels, plane, index)
         description = f"Fill holes of {_label_name(value)} on {plane} {index}"
     if region is None:
-        return empty_edit(labels, description)
+        return empty_edit(labels, description, label=value)
     if plane is not None and index is not None:
         view = slice_view(labels, plane, index)
         filled = ndimage.binary_fill_holes(view == value)
@@ -734,7 +738,7 @@ def fill_holes(labels: np.ndarray, value: int, plane: str | None = None, index: 
             sl[axis] = k
             filled[tuple(sl)] = ndimage.binary_fill_holes(before[tuple(sl)] == value)
     sub[filled & (before == 0)] = value
-    return diff_region(labels, before, region, description)
+    return diff_region(labels, before, region, description, label=value)
 
 
 def remove_islands(labels: np.ndarray, value: int, min_voxels: int, *, connectivity: int = 26) -> Edit:
@@ -776,7 +780,7 @@ def remove_islands(labels: np.ndarray, value: int, min_voxels: int, *, connectiv
     description = f"Remove islands of {_label_name(value)} under {min_voxels} voxels"
     region = _bbox_region(labels == value) if value else None
     if region is None:
-        return empty_edit(labels, description)
+        return empty_edit(labels, description, label=value)
     sub = labels[region]
     before = sub.copy()
     comp, n = ndimage.label(before == value, structure=STRUCTURE_3D[connectivity])
@@ -784,7 +788,7 @@ def remove_islands(labels: np.ndarray, value: int, min_voxels: int, *, connectiv
     small = sizes < min_voxels
     small[0] = False
     sub[small[comp]] = 0
-    return diff_region(labels, before, region, description)
+    return diff_region(labels, before, region, description, label=value)
 
 
 def grow(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
@@ -825,12 +829,12 @@ def grow(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
     description = f"Grow {_label_name(value)} by {voxels} voxel{'s' if voxels != 1 else ''}"
     region = _bbox_region(labels == value, margin=voxels) if value and voxels > 0 else None
     if region is None:
-        return empty_edit(labels, description)
+        return empty_edit(labels, description, label=value)
     sub = labels[region]
     before = sub.copy()
     grown = ndimage.binary_dilation(before == value, structure=STRUCTURE_3D[6], iterations=voxels)
     sub[grown & (before == 0)] = value
-    return diff_region(labels, before, region, description)
+    return diff_region(labels, before, region, description, label=value)
 
 
 def shrink(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
@@ -861,13 +865,13 @@ def shrink(labels: np.ndarray, value: int, voxels: int = 1) -> Edit:
     description = f"Shrink {_label_name(value)} by {voxels} voxel{'s' if voxels != 1 else ''}"
     region = _bbox_region(labels == value) if value and voxels > 0 else None
     if region is None:
-        return empty_edit(labels, description)
+        return empty_edit(labels, description, label=value)
     sub = labels[region]
     before = sub.copy()
     mask = before == value
     kept = ndimage.binary_erosion(mask, structure=STRUCTURE_3D[6], iterations=voxels, border_value=0)
     sub[mask & ~kept] = 0
-    return diff_region(labels, before, region, description)
+    return diff_region(labels, before, region, description, label=value)
 
 
 # --------------------------------------------------------------------------- slice to slice
@@ -970,9 +974,9 @@ def interpolate_slices(
     mask_a, mask_b = slice_view(labels, plane, a) == value, slice_view(labels, plane, b) == value
     for k, m in ((a, mask_a), (b, mask_b)):
         if not m.any():
-            raise SegLoopError(f"{_label_name(value).capitalize()} is not drawn on {plane} slice {k}; draw it on both slices first.")
+            raise EditRefused(f"{LABEL_CAPITAL} is not drawn on {plane} slice {k}; draw it on both slices first.", value)
     if b - a < 2:
-        return empty_edit(labels, description)
+        return empty_edit(labels, description, label=value)
     sd_a, sd_b = _signed_distance(mask_a, pixel_spacing), _signed_distance(mask_b, pixel_spacing)
     axis = PLANE_AXIS[plane]
     region = [slice(0, n) for n in labels.shape]
@@ -985,4 +989,4 @@ def interpolate_slices(
         view = slice_view(labels, plane, k)
         view[(view == value) & ~shape] = 0
         _write_mask(view, shape, value, None, overwrite)
-    return diff_region(labels, before, region, description)
+    return diff_region(labels, before, region, description, label=value)
