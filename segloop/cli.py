@@ -29,6 +29,7 @@ from segloop.store.database import Datastore, LabelVersion
 from segloop.store.identity import audit_csv, audit_rows, audit_trail, local_identity
 from segloop.store.label_versions import list_versions, save_label_version
 from segloop.store.registry import ensure_shipped_model
+from segloop.store.scan_links import short_id
 from segloop.store.vocabulary import LabelKind, RunState, ScanSource
 from segloop.training.augment import AugmentEngine
 from segloop.training.crossval import run_crossval
@@ -321,6 +322,34 @@ def _cmd_ws_add_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scan_row(scan) -> dict:
+    return {"id": scan.id, "name": scan.name, "scan": short_id(scan.sha256), "content_id": scan.sha256,
+            "source": str(scan.source), "shape": list(scan.shape) if scan.shape else None,
+            "added": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(scan.created_at)), "path": scan.image_path}
+
+
+def _cmd_ws_scans(args: argparse.Namespace) -> int:
+    rows = [_scan_row(s) for s in sorted(_workspace(args).scans(), key=lambda s: s.id)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        shape = " x ".join(str(n) for n in r["shape"]) if r["shape"] else "-"
+        print(f"{r['id']}\t{r['scan'] or '-':<12}\t{r['name']}\t{shape}\t{r['added']}\t{r['source']}")
+    if not rows:
+        print("no scans registered yet")
+    return 0
+
+
+def _cmd_ws_rename(args: argparse.Namespace) -> int:
+    store = _workspace(args)
+    with store.write() as tx:
+        tx.rename_scan(args.scan_id, args.name)
+    row = _scan_row(store.scan(args.scan_id))
+    print(json.dumps(row, indent=2) if args.json else f"scan {row['id']} ({row['scan']}) is now called {row['name']!r}")
+    return 0
+
+
 def _cmd_ws_add_label(args: argparse.Namespace) -> int:
     store = _workspace(args)
     scan = store.scan(args.scan_id)
@@ -573,6 +602,17 @@ def build_parser() -> argparse.ArgumentParser:
                                       "same id; two different images with one name get two ids.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="scan files or DICOM series folders")
     p.set_defaults(func=_cmd_ws_add_scan)
+    p = ws_sub.add_parser("scans", help="list the registered scans: id, short content id, name, shape, date added",
+                          description="List every scan of the workspace, oldest first: its id, the short content id "
+                                      "that app links carry (?scan=), its display name (unique in the workspace), "
+                                      "shape, when it was added and where from.")
+    p.set_defaults(func=_cmd_ws_scans)
+    p = ws_sub.add_parser("rename", help="give a scan another display name (ids and versions stay)",
+                          description="Rename scan SCAN_ID to NAME. Names are unique in the workspace; the scan keeps "
+                                      "its id, content id and every label version, and links to it keep working.")
+    p.add_argument("scan_id", type=int, metavar="SCAN_ID", help="the scan's id")
+    p.add_argument("name", metavar="NAME", help="its new display name")
+    p.set_defaults(func=_cmd_ws_rename)
     p = ws_sub.add_parser("add-label", help="save a label map as the scan's next version",
                           description="Save LABEL_FILE as a new 'correction' version of scan SCAN_ID. The label map "
                                       "must be on the scan's grid (same shape and affine); nothing is overwritten.")

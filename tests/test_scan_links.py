@@ -112,3 +112,46 @@ def test_matches_is_the_prefix_rule(seed: int) -> None:
     assert matches(cid, None) and matches(cid, short_id(cid)) and matches(cid, short_id(cid).upper())
     other = "f" if cid[0] != "f" else "0"
     assert not matches(cid, other + short_id(cid)[1:])
+
+
+def test_a_rename_moves_nothing_and_names_stay_unique(tmp_path: Path) -> None:
+    from segloop.errors import SegLoopError
+    from segloop.training.finetune import resolve_scans
+
+    store = Datastore(workspace=tmp_path / "ws")
+    a, b = (ensure_scan(store, "T1w", _vol(i), "upload") for i in range(2))
+    v = save_label_version(store, a.id, np.ones((6, 7, 8), np.uint8), _vol(0), "correction", author="ann")
+    with store.write() as tx:
+        tx.rename_scan(a.id, "sub-01 T1w")
+    renamed = store.scan(a.id)
+    assert renamed.name == "sub-01 T1w" and renamed.sha256 == a.sha256
+    assert [x.id for x in list_versions(store, a.id)] == [v.id]
+    assert resolve_link("T1w", short_id(a.sha256), [], [ScanChoice(renamed.name, renamed.sha256, renamed.image_path,
+                                                                   "workspace")]).choice.name == "sub-01 T1w"
+    for bad in ("T1w (2)", "  "):  # another scan's name, or none
+        try:
+            with store.write() as tx:
+                tx.rename_scan(a.id, bad)
+            raise AssertionError(f"renamed to {bad!r}")
+        except SegLoopError:
+            pass
+    assert store.scan(a.id).name == "sub-01 T1w" and store.scan(b.id).name == "T1w (2)"
+    # what a researcher types: an id, a name or the short id an app link carries
+    assert resolve_scans(store, [a.id, "T1w (2)", short_id(a.sha256)]) == [a.id, b.id, a.id]
+
+
+def test_workspace_command_line_lists_and_renames_scans(tmp_path: Path, msd_dir: Path, capsys) -> None:
+    import json
+
+    from segloop.cli import main as cli_main
+
+    ws = tmp_path / "ws"
+    image = msd_dir / "imagesTr" / "hippocampus_001.nii.gz"
+    assert cli_main(["workspace", "add-scan", str(image), "--workspace", str(ws), "--json"]) == 0
+    (added,) = json.loads(capsys.readouterr().out)
+    assert cli_main(["workspace", "scans", "--workspace", str(ws), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["id"], row["name"], row["scan"]) == (added["id"], "hippocampus_001", added["content_id"][:12])
+    assert cli_main(["workspace", "rename", str(row["id"]), "sub-01/T1w", "--workspace", str(ws)]) == 0
+    assert "now called 'sub-01/T1w'" in capsys.readouterr().out
+    assert Datastore(workspace=ws).scan(row["id"]).name == "sub-01/T1w"

@@ -969,6 +969,24 @@ class Tx(_Reads):
              time.time()))
         return int(self._exec("SELECT id FROM scans WHERE sha256 = ?", (content_id,)).fetchone()[0])
 
+    def rename_scan(self, scan_id: int, name: str) -> None:
+        """Give a scan another display name. Only the name changes: its id, content id and every version
+        stay, so links by id (``?scan=``) and everything saved keep pointing at it.
+
+        Raises
+        ------
+        SegLoopError
+            When the name is empty, another scan already has it, or no scan has `scan_id`.
+        """
+        name = name.strip()
+        if not name:
+            raise SegLoopError("a scan's name cannot be empty")
+        self.scan(scan_id)  # raises for an unknown id
+        other = self._one("SELECT id FROM scans WHERE name = ? AND id != ?", (name, scan_id))
+        if other is not None:
+            raise SegLoopError(f"scan #{other['id']} is already called {name!r}: names tell scans apart, pick another")
+        self._exec("UPDATE scans SET name = ? WHERE id = ?", (name, scan_id))
+
     def adopt_legacy_scan(self, scan_id: int, content_id: str) -> None:
         """Give a scan registered before schema 2 (no content id yet) its content id."""
         self._exec("UPDATE scans SET sha256 = ? WHERE id = ? AND sha256 IS NULL", (content_id, scan_id))

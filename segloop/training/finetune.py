@@ -26,6 +26,7 @@ from segloop.data.splits import Case
 from segloop.errors import ModelError, SegLoopError
 from segloop.model.card import load_card
 from segloop.store.database import Datastore, LabelVersion, ModelRecord
+from segloop.store.scan_links import is_short_id
 from segloop.store.vocabulary import HUMAN_KINDS
 
 DEFAULT_EPOCHS = 20
@@ -120,7 +121,8 @@ def corrected_versions(store: Datastore) -> dict[int, LabelVersion]:
 
 
 def resolve_scans(store: Datastore, refs: list[int | str]) -> list[int]:
-    """Scan ids from what a user typed: ids (42, "42", "#42") or names, which must name exactly one scan.
+    """Scan ids from what a user typed: ids (42, "42", "#42"), names or short content ids (the ``scan=`` of an
+    app link, 6 hex digits or more), each of which must name exactly one scan.
 
     Raises
     ------
@@ -134,6 +136,8 @@ def resolve_scans(store: Datastore, refs: list[int | str]) -> list[int]:
             ids.append(store.scan(int(text)).id)
             continue
         found = store.scans_named(str(ref))
+        if not found and is_short_id(text.lower()) and len(text) >= 6:  # a short content id, as app links carry
+            found = store.scans_with_id_prefix(text)
         if len(found) != 1:
             raise SegLoopError(f"no scan is named {ref!r}" if not found else
                                f"{len(found)} scans are named {ref!r} (ids {', '.join(str(s.id) for s in found)}); "
