@@ -515,8 +515,9 @@ class VolumeView {
 
   report() {
     clearTimeout(this.debounce);
+    const scan = this.data ? this.data.scan : null; // the scan these slices are of, even if the page moves on
     this.debounce = setTimeout(() => {
-      const view = { slices: { ...this.slices }, crosshair: this.crosshair };
+      const view = { scan, slices: { ...this.slices }, crosshair: this.crosshair };
       if (this.windowMoved) view.window = this.window.slice();
       if (this.setStateValue) this.setStateValue("view", view);
     }, DEBOUNCE_MS);
@@ -551,7 +552,7 @@ class VolumeView {
   }
 
   command(cmd) {
-    if (this.setTriggerValue) this.setTriggerValue("command", { ...cmd, id: `${Date.now()}-${Math.random()}` });
+    if (this.setTriggerValue) this.setTriggerValue("command", { ...cmd, scan: this.data.scan, id: `${Date.now()}-${Math.random()}` });
   }
 
   onWheel(pl, ev) {
@@ -691,8 +692,9 @@ class VolumeView {
   }
 
   edit(e) {
-    // The label is the one the page shows now; the plane and slice are those the edit was drawn on.
-    if (this.setTriggerValue) this.setTriggerValue("edit", { value: this.data.value, ...e, id: `${Date.now()}-${Math.random()}` });
+    // The label is the one the page shows now; the plane and slice are those the edit was drawn on, and the
+    // scan the one on screen (the server refuses an edit whose scan is no longer current).
+    if (this.setTriggerValue) this.setTriggerValue("edit", { value: this.data.value, ...e, scan: this.data.scan, id: `${Date.now()}-${Math.random()}` });
   }
 
   dragmode() { return { box: "select", lasso: "lasso", brush: false }[this.tool()] ?? "pan"; }

@@ -142,7 +142,7 @@ def move_to(slices: dict[str, int] | None = None, voxel=None) -> None:
 def _on_view(key: str, window_prefix: str) -> None:
     state = st.session_state.get(key) or {}
     view = state.get("view") if hasattr(state, "get") else None
-    if not view:
+    if not view or not _of_current_scan(view):
         return
     mine = session.case_view()
     window = view.get("window")
@@ -161,11 +161,22 @@ def _on_view(key: str, window_prefix: str) -> None:
         mine["crosshair"] = [int(c) for c in view["crosshair"]]
 
 
+def _of_current_scan(event) -> bool:
+    """Whether a browser event is about the scan now current (events name the scan they were made on)."""
+    return event.get("scan") == session.current_key()
+
+
 def _on_trigger(key: str, what: str, handler: Callable[[dict], None] | None) -> None:
     state = st.session_state.get(key) or {}
     event = state.get(what) if hasattr(state, "get") else None
-    if event and handler is not None:
-        handler(dict(event))
+    if not event or handler is None:
+        return
+    if not _of_current_scan(event):  # drawn on a scan the page has left: never applied to another one
+        current = session.current()
+        if current is not None and what == "edit":
+            current.message = "That edit was drawn on another scan than the one now open, so it was not applied."
+        return
+    handler(dict(event))
 
 
 def _first_images(key: str, image: PackedVolume, vol, labels, plane_names, window, style) -> dict:
@@ -264,6 +275,7 @@ def volume_view(
                              planes.n_slices(vol.shape, p) - 1)) for p in planes.PLANES}
     view["slices"].update(slices)
     data = {
+        "scan": scan,
         "plotly_url": _serve(_plotly_bytes()[0], "application/octet-stream", f"plotly-{_plotly_bytes()[1]}.bin",
                              f"segloop.{key}.plotly"),
         "image": _spec(key, "image", image),

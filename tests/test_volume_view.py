@@ -260,3 +260,19 @@ def test_the_vendored_plotly_bundle_is_the_version_the_plotly_package_ships() ->
         return re.search(r"plotly\.js (?:\(basic - minified\) )?v(\d+\.\d+\.\d+)", path.read_text()[:400]).group(1)
 
     assert version(PLOTLY_JS) == version(Path(plotly.__file__).parent / "package_data" / "plotly.min.js")
+
+
+def test_an_edit_or_view_drawn_on_another_scan_never_lands_on_the_one_now_open(editor) -> None:
+    editor, session, volume_view, state = editor
+    event = {"tool": "box", "plane": "axial", "index": 3, "value": 1, "selection": {"box": [{"x": [0, 2], "y": [0, 1]}]}}
+    for scan in ("0" * 64, None):  # another scan's id, or none (an old page)
+        state["seg_view"] = {"edit": {**event, "scan": scan}, "view": {"scan": scan, "slices": {"axial": 7}}}
+        volume_view._on_trigger("seg_view", "edit", editor.apply_view_edit)
+        volume_view._on_view("seg_view", "seg_")
+        assert not session.current_labels().any() and len(editor.history()) == 0
+        assert "another scan" in editor.message() and session.case_view()["slices"].get("axial") != 7
+    state["seg_view"] = {"edit": {**event, "scan": session.current_key()},
+                         "view": {"scan": session.current_key(), "slices": {"axial": 7}}}
+    volume_view._on_trigger("seg_view", "edit", editor.apply_view_edit)
+    volume_view._on_view("seg_view", "seg_")
+    assert int(session.current_labels().sum()) == 6 and session.case_view()["slices"]["axial"] == 7
