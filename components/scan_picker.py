@@ -356,6 +356,8 @@ def scan_picker() -> None:
     if session.current() is None and folder:
         names = [c.name for c in folder]
         open_choice(folder[names.index(DEFAULT_DEMO) if DEFAULT_DEMO in names else 0], source)
+    if session.current_key() != before:
+        entries = _entries(folder)  # an upload just registered belongs in the list, described like the others
 
     current = _option_of_current(entries)
     options = list(entries) if current is None or current in entries else [current] + list(entries)

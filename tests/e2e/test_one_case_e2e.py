@@ -180,7 +180,8 @@ def test_upload_names_the_scan_in_the_address_bar(page, browser, app_url: str, m
     page.wait_for_url(re.compile(r"case=e2e_upload(&|$)"), timeout=120_000)
     wait_idle(page)
     no_exception(page)
-    assert _scan_box(page) == "e2e_upload (uploaded)"
+    box = _scan_box(page)  # name, shape, date added and short id tell it from any other upload
+    assert box.startswith("e2e_upload · ") and " · id " in box and box.endswith(" (uploaded)"), box
     page.get_by_text(re.compile(r"^e2e_upload · shape")).wait_for(timeout=60_000)
     page.screenshot(path=str(artifacts_dir / "one-case-upload.png"), full_page=True)
 

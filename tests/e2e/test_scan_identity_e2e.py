@@ -64,10 +64,9 @@ def _link(url: str) -> dict[str, str]:
 
 
 def _names(box: str, name: str) -> bool:
-    """Whether the Scan box's text names the upload `name`: "T1w (uploaded)" in the run that applied the upload
-    (the box's list was made before it), "T1w · <shape> · added <date> · id <short id> (uploaded)" from the
-    next run on, when the box lists it among the workspace's uploads."""
-    return box == f"{name} (uploaded)" or (box.startswith(f"{name} · ") and box.endswith(" (uploaded)"))
+    """Whether the Scan box's text names the upload `name` as "T1w · <shape> · added <date> · id <short id>
+    (uploaded)": enough to tell two uploads of one file name apart."""
+    return box.startswith(f"{name} · ") and " · id " in box and box.endswith(" (uploaded)")
 
 
 def _upload(page, path: Path, name: str) -> dict[str, str]:
