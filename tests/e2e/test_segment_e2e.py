@@ -25,10 +25,13 @@ pytestmark = pytest.mark.e2e
 CASE = "hippocampus_001"
 PLANE, INDEX = "axial", 35 // 2  # the page opens on the middle slice
 POSTERIOR = 2
-#: Filled by the box test: the correction file it saved (the download test compares against it).
-SAVED: dict[str, Path] = {}
+DOWNLOAD_CASE = "hippocampus_019"  # no other browser test touches it: its versions are the download test's own
 
 
+def _saved_file(page) -> Path:
+    """The path of the label file the Segment page says it just saved."""
+    saved = page.get_by_text(re.compile(r"Saved file: ")).inner_text()
+    return Path(re.search(r"Saved file: `?(\S+\.nii\.gz)", saved).group(1))
 
 
 def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_dir: Path) -> None:
@@ -68,10 +71,8 @@ def test_segment_draw_box_and_save(page, app_url: str, msd_dir: Path, artifacts_
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts_dir / "segment.png"), full_page=True)
 
-    saved = page.get_by_text(re.compile(r"Saved file: ")).inner_text()
-    path = Path(re.search(r"Saved file: `?(\S+\.nii\.gz)", saved).group(1))
+    path = _saved_file(page)
     assert path.name == "v002_correction.nii.gz" and path.is_file()
-    SAVED["path"] = path
     model_path = path.with_name("v001_model.nii.gz")
     scan = load_scan(msd_dir / "imagesTr" / f"{CASE}.nii.gz")
     corrected = load_label(path, reference=scan).array
@@ -137,21 +138,28 @@ def test_click_deletes_a_component(page, app_url: str) -> None:
 
 def test_download_of_the_newest_version_matches_the_saved_file(page, app_url: str, msd_dir: Path,
                                                                 tmp_path: Path) -> None:
-    """Runs after the box test (same server and workspace): the version list offers the newest first."""
-    page.goto(f"{app_url}/segment?case={CASE}", wait_until="domcontentloaded")
+    """A correction saved on its own case: reopened, the version list offers it first and downloads that file."""
+    if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
+        pytest.skip("the shipped model is missing")
+    run_segmentation(page, app_url, DOWNLOAD_CASE)
+    page.locator(".st-key-seg_grow button").click()  # one edit: grow the first label by a voxel
+    page.get_by_text(re.compile(r"Unsaved changes: \d+ voxels")).wait_for(timeout=60_000)
+    version = int(re.search(r"Saved as version (\d+)", save_correction(page, "E2E tester").inner_text()).group(1))
+    path = _saved_file(page)
+    assert path.name == f"v{version:03d}_correction.nii.gz" and path.is_file()
+
+    page.goto(f"{app_url}/segment?case={DOWNLOAD_CASE}", wait_until="domcontentloaded")
     button = page.locator(".st-key-seg_download_version button")
     button.wait_for(timeout=120_000)
     wait_idle(page)
-    if "path" not in SAVED:
-        pytest.skip("run together with test_segment_draw_box_and_save (it saves version 2)")
     picked = page.locator(".st-key-seg_version_pick").evaluate(
         "el => el.textContent + ' ' + Array.from(el.querySelectorAll('input')).map(i => i.value).join(' ')")
-    assert "v2" in picked and "E2E tester" in picked, picked
+    assert f"v{version}" in picked and "E2E tester" in picked, picked
     with page.expect_download(timeout=60_000) as info:
         button.click()
     download = info.value
-    assert download.suggested_filename == f"{CASE}_v002_correction.nii.gz"
+    assert download.suggested_filename == f"{DOWNLOAD_CASE}_v{version:03d}_correction.nii.gz"
     got = tmp_path / download.suggested_filename
     download.save_as(got)
-    scan = load_scan(msd_dir / "imagesTr" / f"{CASE}.nii.gz")
-    assert np.array_equal(load_label(got, reference=scan).array, load_label(SAVED["path"], reference=scan).array)
+    scan = load_scan(msd_dir / "imagesTr" / f"{DOWNLOAD_CASE}.nii.gz")
+    assert np.array_equal(load_label(got, reference=scan).array, load_label(path, reference=scan).array)
