@@ -52,3 +52,12 @@ def shipped_model() -> Path:
     path = default_model_path()
     assert path.is_file(), f"shipped model missing: {path}"
     return path
+
+
+@pytest.fixture(scope="session")
+def realheads_dir(shared_data: Path) -> Path:
+    """The real whole-head T1 scans for development (scans/, peer-masks/)."""
+    path = shared_data / "realheads-dev"
+    if not (path / "scans").is_dir():
+        _missing(f"real head scans not found at {path}")
+    return path

@@ -24,7 +24,11 @@ from segloop.data.mni import (
 from segloop.data.phantom import CT_VALUES, apply_affine, make_scan, phantom, random_scan_to_mni
 from segloop.wholehead.regions import BOX_EDGES, box_corners_in_scan, box_grid, box_to_scan, extract_box
 from segloop.wholehead.registration import (
+    ACCEPT_QUALITY,
     MIN_QUALITY,
+    REFUSE_QUALITY,
+    Verdict,
+    judge,
     _verdict,
     register_to_template,
     template_icv_ml,
@@ -158,7 +162,23 @@ def test_implausible_transforms_are_refused(linear, coverage, problem):
     scan_to_mni[:3, :3] = linear
     message = _verdict(0.9, coverage, scan_to_mni)
     assert problem in message and bool(problem) == bool(message)
-    assert "does not look like" in _verdict(0.3, coverage, scan_to_mni)
+    verdict, low, overridable = judge(0.3, coverage, scan_to_mni)
+    assert verdict is Verdict.REFUSE
+    if problem:  # an impossible transform is never overruled, whatever its match
+        assert problem in low and not overridable
+    else:  # a poor match alone: a person who looked at the picture may accept it
+        assert "does not look like" in low and overridable
+
+
+def test_verdicts_keep_accept_warn_and_refuse_apart():
+    good = np.eye(4)
+    assert judge(0.52, 1.0, good)[0] is Verdict.ACCEPT and judge(0.52, 1.0, good)[1] == ""
+    verdict, message, overridable = judge((REFUSE_QUALITY + ACCEPT_QUALITY) / 2, 1.0, good)
+    assert verdict is Verdict.WARN and "borderline" in message and not overridable
+    assert judge(REFUSE_QUALITY - 0.01, 1.0, good)[0] is Verdict.REFUSE
+    mirrored = np.diag([-1.0, 1.0, 1.0, 1.0])  # left and right swapped: matches a symmetric brain perfectly
+    verdict, message, overridable = judge(0.99, 1.0, mirrored)
+    assert verdict is Verdict.REFUSE and "left and right swapped" in message and not overridable
 
 
 def test_hippocampus_boxes_match_anatomy_and_decathlon_crops():

@@ -17,6 +17,7 @@ import functools
 import itertools
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 import nibabel as nib
 import numpy as np
@@ -27,11 +28,18 @@ from segloop.data.mni import mni152_t1_path
 
 #: Voxel size (mm) of the finest registration level; the coarser levels are 2x and 4x this.
 FINE_MM = 2.0
-#: Lowest accepted `Registration.quality`. Calibrated on synthetic heads made from the template (no
-#: real whole-head scan was available): good registrations score 0.97-0.99, and 0.77-0.94 with up to
-#: 10 mm of random non-linear anatomy added; the same scans misplaced by 10 mm or 15 degrees score
-#: 0.30-0.38; noise, blobs and CT-like volumes -0.2-0.2; inverted (T2-like) contrast about -1.
-MIN_QUALITY = 0.5
+#: `Registration.quality` at or above which the boxes are placed without asking (`Verdict.ACCEPT`), and below
+#: which they are not placed unless a person accepts the registration (`Verdict.REFUSE`); in between the boxes
+#: are placed and the scan is flagged for a look at its QC picture (`Verdict.WARN`).
+#: Calibrated on real heads (the 5 scans of realheads-dev: 1.6 mm RAS long neck, 1 mm LIA conformed, 0.7 mm
+#: LPS, 1x1x3 mm LAS, 2 mm PSR), whose correct registrations score 0.51-0.56 while the same scans
+#: misregistered by 8-15 mm, 10-20 degrees or 15 % in scale score 0.04-0.38; template phantoms score
+#: 0.97-0.99 registered and 0.30-0.38 misplaced; noise, blobs and CT-like volumes -0.2-0.2; inverted
+#: (T2-like) contrast about -1. A skull-stripped template never matches a real head's contrast as well as
+#: itself, so the phantoms' 0.5 refused a third of real heads; these thresholds come from real ones.
+ACCEPT_QUALITY = 0.47
+REFUSE_QUALITY = 0.42
+MIN_QUALITY = REFUSE_QUALITY  # the lowest quality whose boxes are placed without a person's say
 #: Scale factors of the scan->MNI transform outside this range do not fit a human head.
 SCALE_RANGE = (0.6, 1.6)
 #: Largest ratio between the transform's largest and smallest scale factor (shear, squashing).
@@ -43,6 +51,14 @@ MIN_FOV_MM = 100.0
 #: Starting guesses at 8 mm: template brain centre put this far (mm) above (z) and in front of (y)
 #: the head's centre of mass, pitched by these angles (degrees). The best 3 are optimised.
 START_GRID = ((-10.0, 10.0, 30.0, 50.0), (-15.0, 0.0, 15.0), (-15.0, 0.0, 15.0))
+
+
+class Verdict(StrEnum):
+    """What the quality check says of a registration."""
+
+    ACCEPT = "accept"  # the boxes are placed
+    WARN = "warn"  # placed, and the scan is flagged: a person should look at its QC picture
+    REFUSE = "refuse"  # not placed unless a person accepts the registration (`Registration.overridable`)
 
 
 @dataclass(frozen=True)
@@ -58,10 +74,9 @@ class Registration:
         Local correlation (18 mm windows, averaged over the template brain) between the scan
         resampled into MNI space at 2 mm and the template, in [-1, 1]; see `MIN_QUALITY`.
     ok : bool
-        True when the scan looks like a head T1, the transform is plausible, the brain is in the
-        field of view and `quality` is high enough to place boxes with it.
+        True when the boxes may be placed without a person's say: the verdict is accept or warn.
     message : str
-        Plain-English reason when `ok` is False; empty otherwise.
+        Plain-English reason for a warn or refuse verdict; empty for accept.
     seconds : float
         Wall time of the call.
     coverage : float
@@ -71,6 +86,12 @@ class Registration:
         smaller than the template).
     etiv_ml : float
         Estimated total intracranial volume (mL): ``template_icv_ml() / atlas_scaling_factor``.
+    verdict : Verdict
+        accept, warn or refuse (see `ACCEPT_QUALITY`).
+    overridable : bool
+        True when a refusal rests on the match alone, so a person who looked at the QC picture may accept
+        the registration (`segment_whole_head(accept_registration=True)`); False when the input is not a
+        head scan or the transform cannot be a head's (scale, reflection, coverage).
     """
 
     scan_to_mni: np.ndarray
@@ -81,6 +102,8 @@ class Registration:
     coverage: float = 0.0
     atlas_scaling_factor: float = float("nan")
     etiv_ml: float = float("nan")
+    verdict: Verdict = Verdict.REFUSE
+    overridable: bool = False
 
 
 @dataclass(frozen=True)
@@ -249,18 +272,58 @@ def _register(tpl: _Template, moving: dict[int, sitk.Image], head_centre: np.nda
     return affine
 
 
-def _verdict(quality: float, coverage: float, scan_to_mni: np.ndarray) -> str:
-    """Why a finished registration cannot be used, in plain English; empty when it can."""
-    if quality < MIN_QUALITY:
-        return (f"the scan does not look like a whole-head T1 MRI, or its registration to the MNI152 template "
-                f"failed (match {quality:.2f}, needs {MIN_QUALITY:.2f})")
-    scales = np.linalg.svd(scan_to_mni[:3, :3], compute_uv=False)
+def _implausible(coverage: float, scan_to_mni: np.ndarray) -> str:
+    """Why a transform cannot be a head's, in plain English; empty when it can."""
+    linear = scan_to_mni[:3, :3]
+    if np.linalg.det(linear) <= 0:
+        return ("the registration to the MNI152 template mirrors the head (left and right swapped): the scan's "
+                "orientation in its header is probably wrong")
+    scales = np.linalg.svd(linear, compute_uv=False)
     if scales.min() < SCALE_RANGE[0] or scales.max() > SCALE_RANGE[1] or scales.max() / scales.min() > MAX_ANISOTROPY:
         return ("the registration to the MNI152 template is implausible for a human head (scale factors "
                 f"{', '.join(f'{s:.2f}' for s in scales)})")
     if coverage < MIN_COVERAGE:
         return f"the scan covers only {coverage:.0%} of the brain; a whole-head scan is needed"
     return ""
+
+
+def judge(quality: float, coverage: float, scan_to_mni: np.ndarray) -> tuple[Verdict, str, bool]:
+    """The quality check of a finished registration.
+
+    Parameters
+    ----------
+    quality : float
+        `Registration.quality`.
+    coverage : float
+        Fraction of the template brain inside the scan's field of view.
+    scan_to_mni : np.ndarray
+        float (4, 4), scan world mm -> MNI mm.
+
+    Returns
+    -------
+    verdict : Verdict
+    message : str
+        Why, for warn and refuse ("" for accept).
+    overridable : bool
+        Whether a person may accept a refused registration (the match alone refused it).
+    """
+    problem = _implausible(coverage, scan_to_mni)
+    if problem:
+        return Verdict.REFUSE, problem, False
+    if quality < REFUSE_QUALITY:
+        return Verdict.REFUSE, (f"the scan does not look like a whole-head T1 MRI, or its registration to the MNI152 "
+                                f"template failed (match {quality:.2f}, needs {REFUSE_QUALITY:.2f}); look at the QC "
+                                "picture: if the template outline follows the brain, accept the registration"), True
+    if quality < ACCEPT_QUALITY:
+        return Verdict.WARN, (f"the registration to the MNI152 template is borderline (match {quality:.2f}; "
+                              f"{ACCEPT_QUALITY:.2f} or more is accepted without a look): check the boxes on the scan"), False
+    return Verdict.ACCEPT, "", False
+
+
+def _verdict(quality: float, coverage: float, scan_to_mni: np.ndarray) -> str:
+    """Why a finished registration cannot be used without a person's say, in plain English; empty when it can."""
+    verdict, message, _ = judge(quality, coverage, scan_to_mni)
+    return message if verdict is Verdict.REFUSE else ""
 
 
 def _refused(message: str, t0: float) -> Registration:
@@ -299,15 +362,11 @@ def register_to_template(array: np.ndarray, affine: np.ndarray) -> Registration:
         return _refused(f"the scan covers only {' x '.join(f'{v:.0f}' for v in fov)} mm; a whole-head scan "
                         f"(at least {MIN_FOV_MM:.0f} mm along every axis) is needed to find the brain", t0)
 
-    levels = _pyramid(array, affine)
-    for a, _ in levels.values():
-        np.nan_to_num(a, copy=False, posinf=0.0, neginf=0.0)
-    lo, hi = np.percentile(levels[2][0], [0.5, 99.5])
-    if not hi > lo:
+    moving = _moving_levels(array, affine)
+    if moving is None:
         return _refused("the scan is blank (almost all voxels have the same value)", t0)
-    # Clipping stops a few very bright voxels (vessels, fat, artefacts) from squashing the histogram.
-    moving = {mm: _to_sitk(np.clip(a, lo, hi), aff) for mm, (a, aff) in levels.items()}
-    a, aff = levels[4]
+    a = sitk.GetArrayViewFromImage(moving[4]).T
+    aff = _sitk_affine(moving[4])
     head_centre = aff[:3, :3] @ ndimage.center_of_mass(a > a.mean()) + aff[:3, 3]
 
     tpl = _template()
@@ -322,14 +381,76 @@ def register_to_template(array: np.ndarray, affine: np.ndarray) -> Registration:
     mni_to_scan[:3, :3] = matrix
     mni_to_scan[:3, 3] = np.array(transform.GetTranslation()) + centre - matrix @ centre
     scan_to_mni = np.linalg.inv(mni_to_scan)
+    quality, coverage = _match(moving[2], scan_to_mni)
+    return _finish(scan_to_mni, quality, coverage, time.perf_counter() - t0)
 
+
+def _moving_levels(array: np.ndarray, affine: np.ndarray) -> dict[int, sitk.Image] | None:
+    """The scan at 2, 4 and 8 mm, intensities clipped to its 0.5-99.5 percentiles; None for a blank scan."""
+    levels = _pyramid(array, affine)
+    for a, _ in levels.values():
+        np.nan_to_num(a, copy=False, posinf=0.0, neginf=0.0)
+    lo, hi = np.percentile(levels[2][0], [0.5, 99.5])
+    if not hi > lo:
+        return None
+    # Clipping stops a few very bright voxels (vessels, fat, artefacts) from squashing the histogram.
+    return {mm: _to_sitk(np.clip(a, lo, hi), aff) for mm, (a, aff) in levels.items()}
+
+
+def _sitk_affine(image: sitk.Image) -> np.ndarray:
+    """Voxel (x, y, z) -> world matrix of a SimpleITK image made by `_to_sitk`."""
+    out = np.eye(4)
+    out[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
+    out[:3, 3] = image.GetOrigin()
+    return out
+
+
+def _match(moving: sitk.Image, scan_to_mni: np.ndarray) -> tuple[float, float]:
+    """(quality, coverage) of a scan->MNI transform: the scan at 2 mm resampled into the template's space."""
+    tpl = _template()
+    mni_to_scan = np.linalg.inv(scan_to_mni)
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix(mni_to_scan[:3, :3].ravel().tolist())
+    transform.SetTranslation(mni_to_scan[:3, 3].tolist())
     fixed = tpl.levels[2][0]
-    resampled = sitk.GetArrayFromImage(sitk.Resample(moving[2], fixed, transform, sitk.sitkLinear, np.nan))
+    resampled = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear, np.nan))
     inside = np.isfinite(resampled) & tpl.brain
     coverage = float(inside.sum() / tpl.brain.sum())
-    quality = _local_correlation(resampled, sitk.GetArrayViewFromImage(fixed), inside)
-    message = _verdict(quality, coverage, scan_to_mni)
+    return _local_correlation(resampled, sitk.GetArrayViewFromImage(fixed), inside), coverage
+
+
+def assess(array: np.ndarray, affine: np.ndarray, scan_to_mni: np.ndarray) -> Registration:
+    """The quality check of a given scan->MNI transform (a registration made elsewhere, or moved on purpose).
+
+    Parameters
+    ----------
+    array, affine : np.ndarray
+        The scan, as for `register_to_template`.
+    scan_to_mni : np.ndarray
+        float (4, 4), scan world mm -> MNI mm.
+
+    Returns
+    -------
+    Registration
+        With this transform, its quality, coverage, verdict and head size.
+    """
+    t0 = time.perf_counter()
+    moving = _moving_levels(np.asarray(array), np.asarray(affine, float))
+    if moving is None:
+        return _refused("the scan is blank (almost all voxels have the same value)", t0)
+    quality, coverage = _match(moving[2], np.asarray(scan_to_mni, float))
+    return _finish(np.asarray(scan_to_mni, float), quality, coverage, time.perf_counter() - t0)
+
+
+def _finish(scan_to_mni: np.ndarray, quality: float, coverage: float, seconds: float) -> Registration:
+    """A `Registration` of a found transform: its quality check and the head size."""
+    verdict, message, overridable = judge(quality, coverage, scan_to_mni)
     asf = float(np.linalg.det(scan_to_mni[:3, :3]))
-    return Registration(scan_to_mni=scan_to_mni, quality=quality, ok=not message, message=message,
-                        seconds=time.perf_counter() - t0, coverage=coverage, atlas_scaling_factor=asf,
-                        etiv_ml=tpl.icv_ml / asf if asf > 0 else float("nan"))
+    return Registration(scan_to_mni=scan_to_mni, quality=quality, ok=verdict is not Verdict.REFUSE, message=message,
+                        seconds=seconds, coverage=coverage, atlas_scaling_factor=asf,
+                        etiv_ml=_etiv(asf), verdict=verdict, overridable=overridable)
+
+
+def _etiv(asf: float) -> float:
+    """eTIV (mL) for an atlas scaling factor (NaN for a non-positive one)."""
+    return _template().icv_ml / asf if asf > 0 else float("nan")

@@ -26,12 +26,17 @@ from segloop.io.volume import Volume
 from segloop.model.card import ModelCard
 from segloop.model.inference import DEFAULT_MODEL, get_session, keep_largest_component, predict
 from segloop.wholehead.regions import box_corners_in_scan, box_to_scan, extract_box
-from segloop.wholehead.registration import Registration, register_to_template
+from segloop.wholehead.registration import Registration, Verdict, register_to_template
 
 #: A scan whose largest extent is at most this (mm) is a crop like the training data.
 CROP_MAX_MM = 100.0
 #: A whole head spans at least this (mm) along its two largest extents (a slab may be thin in the third).
 HEAD_MIN_MM = 120.0
+#: The smaller side's segmentation below this fraction of the other's flags the scan (a box that missed):
+#: on the 5 real dev heads correctly placed boxes give 0.82-0.96, boxes 15 mm off 0.06-0.55.
+MIN_SIDE_RATIO = 0.6
+#: How far (mm, per axis) a person may move a box: a nudge, not a new placement.
+MAX_BOX_SHIFT_MM = 15.0
 
 
 class ScanKind(StrEnum):
@@ -52,6 +57,13 @@ class Mode(StrEnum):
 class Side(StrEnum):
     LEFT = "left"
     RIGHT = "right"
+
+
+class Placement(StrEnum):
+    """Who placed a whole head's hippocampus boxes: the registration, or a person who overruled it."""
+
+    SOFTWARE = "software"
+    PERSON = "person"
 
 
 @dataclass
@@ -90,6 +102,12 @@ class Segmentation:
         Seconds per step, in order (e.g. "register", "segment left", "segment right").
     voxel_ml : float
         Volume of one scan voxel in mL.
+    verdict : Verdict or None
+        Whole head: the registration's verdict, raised from accept to warn when what the model found in
+        the boxes is implausible (a side empty, or less than `MIN_SIDE_RATIO` of the other).
+    placed_by : Placement or None
+        Whole head: `Placement.SOFTWARE`, or `Placement.PERSON` when a person accepted a refused
+        registration or moved a box.
     """
 
     labels: np.ndarray
@@ -103,6 +121,8 @@ class Segmentation:
     warnings: list[str] = field(default_factory=list)
     registration: Registration | None = None
     sides: list[SideResult] = field(default_factory=list)
+    verdict: Verdict | None = None  # whole head: the quality check, after what the model found in the boxes
+    placed_by: Placement | None = None  # whole head: who placed the boxes
 
     @property
     def seconds(self) -> float:
@@ -152,7 +172,9 @@ def _crop_volume(crop: np.ndarray, spacing: float, name: str) -> Volume:
 
 
 def segment_whole_head(volume: Volume, model_path: str | Path | None = None,
-                       largest_component: bool | None = None) -> Segmentation:
+                       largest_component: bool | None = None, accept_registration: bool = False,
+                       box_shifts_mm: dict[str, tuple[float, float, float]] | None = None,
+                       registration: Registration | None = None) -> Segmentation:
     """Find and segment both hippocampi of a whole-head scan.
 
     Parameters
@@ -163,6 +185,13 @@ def segment_whole_head(volume: Volume, model_path: str | Path | None = None,
         ONNX model with its card (default: the shipped model).
     largest_component : bool, optional
         Keep only the largest piece of each label per side (None: as the card says).
+    accept_registration : bool, optional
+        A person looked at the QC picture and accepts a registration the check refused on its match
+        (`Registration.overridable`); refusals of non-head input or impossible transforms stand.
+    box_shifts_mm : dict, optional
+        Side ("left"/"right") -> (dx, dy, dz) in MNI mm: a person moved that box before segmenting.
+    registration : Registration, optional
+        The scan's registration when already made (the QC picture was drawn from it); else it is made here.
 
     Returns
     -------
@@ -176,10 +205,14 @@ def segment_whole_head(volume: Volume, model_path: str | Path | None = None,
         When the scan is not a whole-head T1 or its registration fails the quality check.
     """
     timings: dict[str, float] = {}
-    reg = register_to_template(volume.array, volume.affine)
+    reg = registration if registration is not None else register_to_template(volume.array, volume.affine)
     timings["register to MNI152"] = reg.seconds
-    if not reg.ok:
+    overruled = not reg.ok and accept_registration and reg.overridable
+    if not reg.ok and not overruled:
         raise SegLoopError(f"could not find the hippocampi: {reg.message}")
+    shifts = {str(k): tuple(float(v) for v in d) for k, d in (box_shifts_mm or {}).items() if any(d)}
+    if any(len(d) != 3 or not all(np.isfinite(d)) or max(map(abs, d)) > MAX_BOX_SHIFT_MM for d in shifts.values()):
+        raise SegLoopError(f"a box may be moved by at most {MAX_BOX_SHIFT_MM:.0f} mm along each axis")
     card = get_session(model_path or DEFAULT_MODEL).card
     # Crops at the subject's own scale (the card's spacing in the subject's mm, not the template's):
     # the model learnt hippocampi of their native size.
@@ -191,6 +224,7 @@ def segment_whole_head(volume: Volume, model_path: str | Path | None = None,
     sides, warnings, provider, note = [], [], "", ""
     for side, box in HIPPOCAMPUS_BOXES_MM.items():
         t0 = time.perf_counter()
+        box = shifted_box(box, shifts.get(side))
         crop, crop_affine = extract_box(volume.array, volume.affine, reg.scan_to_mni, box, spacing)
         pred = predict(_crop_volume(crop, spacing, f"{volume.name}_{side}"), model_path, largest_component)
         provider, note = pred.provider, pred.provider_note
@@ -211,12 +245,51 @@ def segment_whole_head(volume: Volume, model_path: str | Path | None = None,
         if not fg.any():
             warnings.append(f"nothing was segmented on the {side} side; check the box outline on the scan")
     voxel_ml = float(abs(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
+    verdict = Verdict.WARN if overruled else reg.verdict
+    if reg.verdict is Verdict.WARN:
+        warnings.insert(0, reg.message)
+    if overruled:
+        warnings.insert(0, f"the registration was accepted by a person although the check refused it ({reg.message})")
+    if shifts:
+        warnings.append("boxes moved by a person: " + ", ".join(
+            f"{side} by ({', '.join(f'{v:+.0f}' for v in d)}) mm" for side, d in shifts.items()))
+    implausible = implausible_sides(sides)
+    if implausible:
+        warnings.append(implausible)
+        if verdict is Verdict.ACCEPT:
+            verdict = Verdict.WARN
+    placed = Placement.PERSON if (overruled or shifts) else Placement.SOFTWARE
     return Segmentation(labels, uncertainty, ScanKind.WHOLE_HEAD, card, provider, note, timings, voxel_ml,
-                        warnings, reg, sides)
+                        warnings, reg, sides, verdict=verdict, placed_by=placed)
+
+
+def shifted_box(box: tuple, shift_mm: tuple[float, float, float] | None) -> tuple:
+    """A box ((x0, x1), (y0, y1), (z0, z1)) in MNI mm, moved by `shift_mm` (unchanged for None)."""
+    if not shift_mm:
+        return box
+    return tuple((lo + d, hi + d) for (lo, hi), d in zip(box, shift_mm))
+
+
+def implausible_sides(sides: list[SideResult]) -> str:
+    """Why what the model found in the two boxes does not look like two hippocampi ("" when it does): a side
+    with nothing, or a side with less than `MIN_SIDE_RATIO` of the other's voxels, as when a box missed."""
+    totals = {s.side: sum(s.voxels.values()) for s in sides}
+    if len(totals) != 2:
+        return ""
+    small, large = sorted(totals.values())
+    if large == 0:
+        return "the model found no hippocampus in either box; check the registration picture"
+    if small < MIN_SIDE_RATIO * large:
+        side = min(totals, key=totals.get)
+        return (f"the {side} hippocampus found is {small / large:.0%} of the other side's size; a box may have "
+                "missed it: check the boxes on the scan")
+    return ""
 
 
 def segment_scan(volume: Volume, model_path: str | Path | None = None, mode: Mode | str = Mode.AUTO,
-                 largest_component: bool | None = None) -> Segmentation:
+                 largest_component: bool | None = None, accept_registration: bool = False,
+                 box_shifts_mm: dict[str, tuple[float, float, float]] | None = None,
+                 registration: Registration | None = None) -> Segmentation:
     """Segment a scan on the path its extent calls for (or the one `mode` forces).
 
     Parameters
@@ -226,6 +299,8 @@ def segment_scan(volume: Volume, model_path: str | Path | None = None, mode: Mod
         "whole-head" (localise both hippocampi first).
     largest_component : bool, optional
         Override the card's clean-up, keeping only the largest piece of each label (None: the card decides).
+    accept_registration, box_shifts_mm, registration : optional
+        A person's say on a whole head's registration (see `segment_whole_head`).
 
     Returns
     -------
@@ -239,7 +314,8 @@ def segment_scan(volume: Volume, model_path: str | Path | None = None, mode: Mod
     mode = Mode(mode)
     kind = scan_kind(volume) if mode is Mode.AUTO else (ScanKind.CROP if mode is Mode.CROP else ScanKind.WHOLE_HEAD)
     if kind is ScanKind.WHOLE_HEAD:
-        return segment_whole_head(volume, model_path, largest_component)
+        return segment_whole_head(volume, model_path, largest_component, accept_registration, box_shifts_mm,
+                                  registration)
     pred = predict(volume, model_path, largest_component=largest_component)
     voxel_ml = float(abs(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
     return Segmentation(pred.labels, pred.uncertainty, ScanKind.CROP, pred.card, pred.provider, pred.provider_note,
@@ -258,7 +334,8 @@ def volume_report(name: str, seg: Segmentation) -> dict[str, object]:
     Columns: scan, path, per-side and per-label volumes in mL (`left_<label>_ml`, `left_total_ml`...;
     for a crop, `<label>_ml` only since its side is unknown), asymmetry per label and in total (percent,
     positive when left is larger), the head-size estimate (`etiv_ml`, `atlas_scaling_factor`), the
-    registration quality, mean uncertainty, seconds, the execution provider and the model.
+    registration quality and verdict (accept, warn or refuse accepted by a person) and who placed the boxes
+    (`boxes_placed_by`: software or person), mean uncertainty, seconds, the execution provider and the model.
     """
     names = {lab.value: lab.name.replace(" ", "_") for lab in seg.card.foreground_labels}
     row: dict[str, object] = {"scan": name, "path": str(seg.kind), "model": f"{seg.card.name} v{seg.card.version}"}
@@ -276,7 +353,8 @@ def volume_report(name: str, seg: Segmentation) -> dict[str, object]:
                                                                     float(row[f"right_{label}_ml"])), 2)
         reg = seg.registration
         row.update(etiv_ml=round(reg.etiv_ml, 1), atlas_scaling_factor=round(reg.atlas_scaling_factor, 4),
-                   registration_quality=round(reg.quality, 4))
+                   registration_quality=round(reg.quality, 4), registration_verdict=str(seg.verdict),
+                   boxes_placed_by=str(seg.placed_by))
     else:
         for value, label in names.items():
             row[f"{label}_ml"] = round(int((seg.labels == value).sum()) * seg.voxel_ml, 4)
