@@ -37,7 +37,8 @@ from segloop.training.export import export_run
 from segloop.training.finetune import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, plan_finetune
 from segloop.training.jobs import follow_run, start_training
 from segloop.training.loop import TrainConfig, combine_runs, run_state, train
-from segloop.wholehead.segment import Mode, ScanKind, scan_kind, segment_scan, volume_report
+from segloop.wholehead.qc import write_qc
+from segloop.wholehead.segment import Mode, RegistrationRefused, ScanKind, scan_kind, segment_scan, volume_report
 
 
 DEFAULT_DATA = "../shared/data/msd-hippocampus"
@@ -170,16 +171,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for path in args.images:
         vol = load_scan(path)
         try:
-            seg = segment_scan(vol, model, args.mode, largest_component=False if args.no_postprocess else None)
+            seg = segment_scan(vol, model, args.mode, largest_component=False if args.no_postprocess else None,
+                               accept_registration=args.accept_registration)
         except SegLoopError as exc:  # one scan that cannot be localised does not stop the others
             failed += 1
             print(f"error: {vol.name}: {exc}", file=sys.stderr)
-            rows.append({"scan": vol.name, "status": "failed", "error": str(exc)})
+            row = {"scan": vol.name, "status": "failed", "error": str(exc)}
+            if args.qc_dir and isinstance(exc, RegistrationRefused):  # the picture to decide whether to accept it
+                row["qc_picture"] = str(write_qc(args.qc_dir, vol.name, vol, exc.registration))
+                print(f"  QC picture: {row['qc_picture']} (if the outline follows the brain, rerun with "
+                      "--accept-registration)", file=sys.stderr)
+            rows.append(row)
             continue
         target = save_label(seg.labels, vol, out / f"{vol.name}.nii.gz")
         for w in seg.warnings:
             print(f"warning: {vol.name}: {w}", file=sys.stderr)
         rows.append({"status": "ok", **volume_report(vol.name, seg)})
+        if args.qc_dir and seg.registration is not None:
+            rows[-1]["qc_picture"] = str(write_qc(args.qc_dir, vol.name, vol, seg.registration,
+                                                  "boxes placed by a person" if seg.placed_by == "person" else ""))
         note = seg.provider_note
         results.append({"image": str(path), "output": str(target), "path": str(seg.kind),
                         "seconds": round(seg.seconds, 4), "timings": {k: round(v, 4) for k, v in seg.timings.items()},
@@ -204,6 +214,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def _registration_options(p: argparse.ArgumentParser) -> None:
+    """The whole-head review options shared by predict and batch."""
+    p.add_argument("--accept-registration", action="store_true",
+                   help="segment whole heads whose registration the quality check refused on its match (after a "
+                        "look at their QC pictures); non-head input and impossible transforms stay refused")
+    p.add_argument("--qc-dir", default=None, metavar="DIR",
+                   help="write a QC picture per whole head, DIR/<name>_qc.png: the MNI152 brain outline and both "
+                        "boxes over the scan in three planes, titled with the verdict (accept, warn, refuse)")
+
+
 def _cmd_batch(args: argparse.Namespace) -> int:
     if not args.inputs:  # no inputs: rebuild the report from the status records
         path, n = rebuild_report(args.out, args.report)
@@ -211,7 +231,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         return 0
     options = BatchOptions(out=Path(args.out), engine=args.engine, workers=args.workers, address=args.address,
                            mode=args.mode, model=args.model, report=Path(args.report) if args.report else None,
-                           workspace=args.workspace, progress=not args.no_progress)
+                           workspace=args.workspace, progress=not args.no_progress,
+                           accept_registration=args.accept_registration,
+                           qc_dir=Path(args.qc_dir) if args.qc_dir else None)
     if args.address and args.engine != "ray":
         raise SegLoopError("--address joins a Ray cluster; add --engine ray")
     res = run_batch(args.inputs, options)
@@ -550,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write one row per scan: path taken, volumes in mL per side and label, left/right asymmetry, "
                         "head size (eTIV), registration quality, mean uncertainty, seconds")
     p.add_argument("--json", action="store_true", help="print one JSON list of results")
+    _registration_options(p)
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("batch", help="segment a cohort: thousands of scans, resumable, on local cores or Ray",
                        description="Segment every scan of INPUTS (files, folders, quoted glob patterns, CSV manifests "
@@ -579,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="ONNX model with its .card.json (default: the shipped model, or the "
                                                  "workspace's active model with --workspace)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    _registration_options(p)
     p.set_defaults(func=_cmd_batch)
     p = sub.add_parser("evaluate", help="Dice and HD95 of predictions against references",
                        description="Compare each label map in PRED_DIR with the same-named file in REF_DIR: Dice and "

@@ -154,3 +154,43 @@ def test_nothing_here_reads_a_volume_it_was_not_given():
     blank = volume_from_array(np.zeros((120, 120, 120), np.float32), np.eye(4))
     out = assess(blank.array, blank.affine, np.eye(4))
     assert out.verdict is Verdict.REFUSE and "blank" in out.message
+
+
+def test_predict_and_batch_write_qc_pictures_and_take_a_persons_accept(realheads_dir, tmp_path):
+    """A cohort reviewed at a glance: one QC picture per head, a refused head kept for a look, then accepted."""
+    import csv
+
+    import nibabel as nib
+    from PIL import Image
+
+    from segloop.cli import main as cli_main
+
+    src = realheads_dir / "scans" / "nichart_IXI012.nii.gz"
+    good = tmp_path / "good.nii.gz"
+    good.write_bytes(src.read_bytes())
+    # the same head with its contrast inverted (T2-like): mutual information still registers it, but its match
+    # with a T1 template is refused; a person who sees the outline on the brain may accept it
+    img = nib.load(str(src))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    odd = tmp_path / "inverted.nii.gz"
+    nib.save(nib.Nifti1Image(np.where(data > 0, data.max() - data, 0).astype(np.float32), img.affine), str(odd))
+    qc, out, report = tmp_path / "qc", tmp_path / "out", tmp_path / "report.csv"
+    assert cli_main(["predict", str(good), str(odd), "--out", str(out), "--qc-dir", str(qc), "--report", str(report)]) == 2
+    rows = {r["scan"]: r for r in csv.DictReader(report.open())}
+    assert rows["good"]["registration_verdict"] == "accept" and rows["good"]["boxes_placed_by"] == "software"
+    assert rows["inverted"]["status"] == "failed" and "accept the registration" in rows["inverted"]["error"]
+    for name in ("good", "inverted"):  # both pictures, the refused one above all
+        picture = Image.open(rows[name]["qc_picture"])
+        assert picture.size[0] > 300 and picture.size[1] > 100
+    assert not (out / "inverted.nii.gz").exists()
+    assert cli_main(["predict", str(odd), "--out", str(out), "--accept-registration", "--report", str(report)]) == 0
+    (row,) = list(csv.DictReader(report.open()))
+    assert row["boxes_placed_by"] == "person" and row["registration_verdict"] == "warn"
+    assert (out / "inverted.nii.gz").is_file()
+    # batch: the same options, recorded per scan and in the report
+    cohort = tmp_path / "cohort"
+    assert cli_main(["batch", str(good), str(odd), "--out", str(cohort), "--qc-dir", str(qc / "cohort"),
+                     "--accept-registration", "--no-progress"]) == 0
+    rows = {r["scan"]: r for r in csv.DictReader((cohort / "volumes.csv").open())}
+    assert rows["inverted"]["boxes_placed_by"] == "person" and rows["good"]["boxes_placed_by"] == "software"
+    assert all(Path(r["qc_picture"]).is_file() for r in rows.values())

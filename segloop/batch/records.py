@@ -163,6 +163,8 @@ def report_row(record: dict) -> dict:
            "input": record.get("input", ""), "subject": record.get("subject", ""),
            "output": record.get("output") or "", "path": record.get("kind") or "",
            "seconds": record.get("seconds", "")}
+    if record.get("qc"):  # the whole head's QC picture, when asked for
+        row["qc_picture"] = record["qc"]
     for key, value in (record.get("report") or {}).items():
         if key == "seconds":
             row["segment_seconds"] = value

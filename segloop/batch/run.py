@@ -62,6 +62,10 @@ class BatchOptions:
         None: register nothing; "": the default workspace (SEGLOOP_WORKSPACE or ~/.segloop); else its folder.
     progress : bool
         Show the progress line on stderr.
+    accept_registration : bool
+        Segment whole heads whose registration was refused on its match alone (a person looked).
+    qc_dir : pathlib.Path or None
+        Write each whole head's QC picture there (`segloop.wholehead.qc.write_qc`).
     """
 
     out: Path
@@ -73,6 +77,8 @@ class BatchOptions:
     report: Path | None = None
     workspace: str | None = None
     progress: bool = True
+    accept_registration: bool = False
+    qc_dir: Path | None = None
 
     @property
     def report_path(self) -> Path:
@@ -292,7 +298,9 @@ def _run_locked(plan: InputPlan, options: BatchOptions, out: Path, mode: str, mo
     by_name = {job.name: job for job in plan.jobs}
     submitted = time.time()
     work = [{"name": j.name, "path": j.path, "subject": j.subject, "out": str(out), "model": str(model_path),
-             "mode": mode, "uncertainty": recorder is not None, "engine": options.engine, "submitted": submitted}
+             "mode": mode, "uncertainty": recorder is not None, "engine": options.engine, "submitted": submitted,
+             "accept_registration": options.accept_registration,
+             "qc_dir": str(options.qc_dir) if options.qc_dir else None}
             for j in todo]
 
     def register(record: dict) -> None:

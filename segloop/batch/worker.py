@@ -28,7 +28,8 @@ from segloop.io.readers import load_scan
 from segloop.io.volume import content_id
 from segloop.io.writers import save_label
 from segloop.model.inference import THREADS_ENV, get_session
-from segloop.wholehead.segment import segment_scan, volume_report
+from segloop.wholehead.qc import write_qc
+from segloop.wholehead.segment import RegistrationRefused, segment_scan, volume_report
 
 #: Environment variables read by OpenMP/BLAS/ITK thread pools when they start (torch reads OMP_NUM_THREADS).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -111,7 +112,9 @@ def process_scan(job: dict) -> dict:
     job : dict
         ``name``, ``path`` (scan file or DICOM folder), ``subject``, ``out`` (output folder), ``model``
         (ONNX path, shared by all workers), ``mode`` ("auto", "crop", "whole-head"), ``uncertainty``
-        (bool: also write ``<out>/uncertainty/<name>.npz``) and ``engine`` (recorded).
+        (bool: also write ``<out>/uncertainty/<name>.npz``), ``engine`` (recorded), and optionally
+        ``accept_registration`` (bool) and ``qc_dir`` (write the whole head's QC picture there; its path is
+        recorded as ``qc``).
 
     Returns
     -------
@@ -139,8 +142,16 @@ def process_scan(job: dict) -> dict:
         record["timings"]["read"] = time.perf_counter() - t
         if job.get("uncertainty"):  # the workspace identifies scans by content; nobody else needs it
             record["content_id"] = content_id(volume)
-        seg = segment_scan(volume, job["model"], job["mode"])
+        try:
+            seg = segment_scan(volume, job["model"], job["mode"], accept_registration=bool(job.get("accept_registration")))
+        except RegistrationRefused as exc:
+            if job.get("qc_dir"):  # a refused head is the one to look at
+                record["qc"] = str(write_qc(job["qc_dir"], name, volume, exc.registration))
+            raise
         record["timings"].update(seg.timings)
+        if job.get("qc_dir") and seg.registration is not None:
+            record["qc"] = str(write_qc(job["qc_dir"], name, volume, seg.registration,
+                                        "boxes placed by a person" if seg.placed_by == "person" else ""))
         t = time.perf_counter()
         save_label(seg.labels, volume, label_path(out, name))
         if job.get("uncertainty"):

@@ -39,6 +39,14 @@ MIN_SIDE_RATIO = 0.6
 MAX_BOX_SHIFT_MM = 15.0
 
 
+class RegistrationRefused(SegLoopError):
+    """A whole head whose registration the quality check refused; `registration` is kept for its QC picture."""
+
+    def __init__(self, message: str, registration: Registration) -> None:
+        super().__init__(message)
+        self.registration = registration
+
+
 class ScanKind(StrEnum):
     """Which path a scan takes."""
 
@@ -209,7 +217,7 @@ def segment_whole_head(volume: Volume, model_path: str | Path | None = None,
     timings["register to MNI152"] = reg.seconds
     overruled = not reg.ok and accept_registration and reg.overridable
     if not reg.ok and not overruled:
-        raise SegLoopError(f"could not find the hippocampi: {reg.message}")
+        raise RegistrationRefused(f"could not find the hippocampi: {reg.message}", reg)
     shifts = {str(k): tuple(float(v) for v in d) for k, d in (box_shifts_mm or {}).items() if any(d)}
     if any(len(d) != 3 or not all(np.isfinite(d)) or max(map(abs, d)) > MAX_BOX_SHIFT_MM for d in shifts.values()):
         raise SegLoopError(f"a box may be moved by at most {MAX_BOX_SHIFT_MM:.0f} mm along each axis")
