@@ -22,7 +22,7 @@ ALLOWED = {
     "editing": BASE | {"io", "display"},
     "store": BASE | {"io", "data", "model"},
     "training": BASE | {"io", "data", "model", "store"},
-    "wholehead": BASE | {"io", "data", "model"},
+    "wholehead": BASE | {"io", "data", "display", "model"},
     "batch": BASE | {"io", "data", "model", "store", "wholehead"},
 }
 
