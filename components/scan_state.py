@@ -88,6 +88,42 @@ def differing_voxels(labels: np.ndarray | None, base: np.ndarray | None) -> int:
     return int(np.count_nonzero(labels != base))
 
 
+@dataclass(frozen=True)
+class BoxPlacement:
+    """A person's say on where a whole head's hippocampus boxes go (none by default).
+
+    Parameters
+    ----------
+    accept : bool
+        The person accepts a registration the quality check refused on its match.
+    shifts : tuple of (side, (dx, dy, dz))
+        Boxes the person moved, in MNI mm, sorted by side.
+    """
+
+    accept: bool = False
+    shifts: tuple[tuple[str, tuple[float, float, float]], ...] = ()
+
+    @property
+    def by_person(self) -> bool:
+        return self.accept or bool(self.shifts)
+
+    @property
+    def key(self) -> str:
+        """Part of a prediction's cache key: the same scan, model and placement give the same prediction."""
+        if not self.by_person:
+            return "software"
+        moved = ";".join(f"{side}{','.join(f'{v:g}' for v in d)}" for side, d in self.shifts)
+        return f"person:{int(self.accept)}:{moved}"
+
+    def shift_map(self) -> dict[str, tuple[float, float, float]]:
+        return dict(self.shifts)
+
+    def moved(self, side: str, shift: tuple[float, float, float]) -> BoxPlacement:
+        """This placement with `side`'s box moved to `shift` (mm; all zero puts it back)."""
+        shifts = {**self.shift_map(), side: tuple(float(v) for v in shift)}
+        return BoxPlacement(self.accept, tuple(sorted((k, v) for k, v in shifts.items() if any(v))))
+
+
 @dataclass
 class ScanState:
     """Everything the app layer keeps of one scan in one browser session.
@@ -119,6 +155,10 @@ class ScanState:
         What the last save recorded.
     windows : dict
         Preset window (center, width) by preset name, computed once.
+    placement : BoxPlacement
+        A person's say on a whole head's boxes (accepting a refused registration, moving a box).
+    registration : segloop.wholehead.registration.Registration or None
+        A whole head's latest registration (reused when the person accepts it or moves a box).
     """
 
     key: str
@@ -134,6 +174,8 @@ class ScanState:
     last_box: str | None = None
     saved: SavedNote | None = None
     windows: dict = field(default_factory=dict)
+    placement: BoxPlacement = field(default_factory=BoxPlacement)
+    registration: Any = None
 
     @property
     def unsaved(self) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 import streamlit as st
 
 from components import session
+from components.scan_state import BoxPlacement
 
 CALLS_KEY = "seg_predict_calls"
 
@@ -51,6 +52,8 @@ class CachedPrediction:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
     sides: list = field(default_factory=list)  # whole head: segloop.wholehead.segment.SideResult per hemisphere
     report: dict = field(default_factory=dict)  # segloop.wholehead.segment.volume_report row
+    verdict: str = ""  # whole head: the quality check's accept / warn
+    placed_by: str = ""  # whole head: "software" or "person"
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -100,16 +103,17 @@ def model_labels(model: ModelChoice) -> tuple[dict[int, str], dict[int, str]]:
     return {lab.value: lab.name for lab in fg}, {lab.value: lab.color for lab in fg}
 
 
-def cache_key(model: ModelChoice, mode: str = "auto") -> str:
-    """Key of a prediction in its scan's `ScanState.predictions`: the model's file digest and the path."""
-    return f"{model.sha}|{mode}"
+def cache_key(model: ModelChoice, mode: str = "auto", placement: BoxPlacement = BoxPlacement()) -> str:
+    """Key of a prediction in its scan's `ScanState.predictions`: the model's file digest, the path and where
+    a person put the boxes."""
+    return f"{model.sha}|{mode}|{placement.key}"
 
 
 def cached_prediction(model: ModelChoice, mode: str = "auto") -> CachedPrediction | None:
-    """The prediction of the current scan (by its identity) by this model, on the path `mode` asks for, made
-    earlier in the session; None when there is none."""
+    """The prediction of the current scan (by its identity) by this model, on the path `mode` asks for, with
+    the boxes where the scan's placement says, made earlier in the session; None when there is none."""
     state = session.current()
-    return None if state is None else state.predictions.get(cache_key(model, mode))
+    return None if state is None else state.predictions.get(cache_key(model, mode, state.placement))
 
 
 def run_prediction(model: ModelChoice, mode: str = "auto") -> CachedPrediction:
@@ -120,14 +124,21 @@ def run_prediction(model: ModelChoice, mode: str = "auto") -> CachedPrediction:
     """
     from segloop.display.overlays import uncertainty_levels
     from segloop.store.predictions import record_model_output
-    from segloop.wholehead.segment import segment_scan, volume_report
+    from segloop.wholehead.segment import RegistrationRefused, segment_scan, volume_report
 
     found = cached_prediction(model, mode)
     if found is not None:
         return found
     state, vol = session.current(), session.current_volume()
     st.session_state[CALLS_KEY] = st.session_state.get(CALLS_KEY, 0) + 1
-    seg = segment_scan(vol, model.path, mode)
+    placement = state.placement
+    try:
+        seg = segment_scan(vol, model.path, mode, accept_registration=placement.accept,
+                           box_shifts_mm=placement.shift_map(), registration=state.registration)
+    except RegistrationRefused as exc:  # kept for the QC picture and a person's say
+        state.registration = exc.registration
+        raise
+    state.registration = seg.registration
     labels = np.ascontiguousarray(seg.labels, dtype=np.uint8)
     labels.setflags(write=False)
     fg = seg.card.foreground_labels
@@ -147,18 +158,24 @@ def run_prediction(model: ModelChoice, mode: str = "auto") -> CachedPrediction:
         timings=dict(seg.timings),
         sides=list(seg.sides),
         report=volume_report(state.name, seg),
+        verdict=str(seg.verdict or ""),
+        placed_by=str(seg.placed_by or ""),
     )
     try:
         ds = store()
         scan = scan_record()
         if scan is None:
             raise RuntimeError("the scan could not be registered")
-        version, _ = record_model_output(ds, scan, vol, labels, seg.uncertainty, model.model_id,
-                                         note=f"{model.title} prediction")
+        note = f"{model.title} prediction"
+        if placement.by_person:  # the version says a person placed the boxes, and how
+            note += "; boxes placed by a person: " + "; ".join(
+                (["registration accepted although the check refused it"] if placement.accept else [])
+                + [f"{side} box moved ({', '.join(f'{v:+g}' for v in d)}) mm" for side, d in placement.shifts])
+        version, _ = record_model_output(ds, scan, vol, labels, seg.uncertainty, model.model_id, note=note)
         result.version_id, result.version = version.id, version.version
     except Exception as exc:  # the prediction is still usable; say why it was not stored
         result.warnings.append(f"the prediction could not be saved in the workspace: {exc}")
-    state.predictions[cache_key(model, mode)] = result
+    state.predictions[cache_key(model, mode, placement)] = result
     return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import auth, editor, segmentation, session
+from components import auth, editor, registration_review, segmentation, session
 from components.app_shell import ensure_app_shell
 from components.scan_picker import describe, scan_picker
 from components.slice_viewer import window_controls
@@ -13,7 +13,7 @@ from segloop.display import planes
 from segloop.display.render import OverlayStyle
 from segloop.editing.tools import Tool
 from segloop.store.identity import Action
-from segloop.wholehead.segment import Mode
+from segloop.wholehead.segment import Mode, RegistrationRefused
 
 MODE_LABELS = {Mode.AUTO: "Auto", Mode.CROP: "Crop as it is", Mode.WHOLE_HEAD: "Whole head"}
 
@@ -74,21 +74,28 @@ with head:
     c2.radio("Path", list(Mode), horizontal=True, key="seg_mode", format_func=MODE_LABELS.get, label_visibility="collapsed",
              help="Auto decides from the scan's field of view: a hippocampus crop like the training data runs as it is; "
                   "a whole head is first registered to the MNI152 template to find both hippocampi.")
-    if pred is None:
-        may_segment = auth.allowed(Action.SEGMENT)
-        if st.button("Run segmentation", key="seg_run", type="primary", icon=":material/play_arrow:",
-                     disabled=not may_segment, help=None if may_segment else auth.needs(Action.SEGMENT)):
+    may_segment = auth.allowed(Action.SEGMENT)
+    rerun = registration_review.run_requested() and may_segment  # Segment anyway, or boxes moved
+    refused = session.current().registration
+    if pred is None and not rerun and refused is not None and not refused.ok and not session.current().placement.accept:
+        registration_review.refused_panel(f"could not find the hippocampi: {refused.message}")  # as last time
+    elif pred is None or rerun:
+        if rerun or st.button("Run segmentation", key="seg_run", type="primary", icon=":material/play_arrow:",
+                              disabled=not may_segment, help=None if may_segment else auth.needs(Action.SEGMENT)):
             try:
                 with st.status(f"Running {model.title} on {case}…", expanded=True) as status:
                     st.write("Localising (whole head: registration to MNI152), running the network, post-processing…")
                     pred = segmentation.run_prediction(model, mode)
                     status.update(label=f"Segmented in {pred.seconds:.1f} s", state="complete", expanded=False)
+            except RegistrationRefused as exc:  # the picture, and the person's say; the views stay on screen
+                registration_review.refused_panel(str(exc))
             except Exception as exc:  # ModelError and friends: one clear sentence
                 st.error(f"Segmentation failed: {exc}")
                 st.stop()
-            version = store.label_version(pred.version_id) if pred.version_id is not None else None
-            editor.start_from(pred.labels, version)
-            st.rerun()
+            else:
+                version = store.label_version(pred.version_id) if pred.version_id is not None else None
+                editor.start_from(pred.labels, version)
+                st.rerun()
         st.caption("Run the model to get a starting point, or correct the labels shown below directly.")
     else:
         st.caption(f"Model {pred.model_title} on **{pred.provider}** · {pred.seconds:.2f} s · path **{pred.kind}**"
@@ -97,6 +104,8 @@ with head:
             for col, s in zip(st.columns(len(pred.sides) + 1), pred.sides):
                 col.button(f"Go to the {s.side} hippocampus", key=f"seg_goto_{s.side}", on_click=editor.go_to_voxel,
                            args=(s.centre,), icon=":material/my_location:")
+            if pred.placed_by == "person":
+                st.caption("Boxes placed by a person: the model version saved says so.")
     for w in (pred.warnings if pred is not None else ()):
         st.warning(w)
 
@@ -109,7 +118,7 @@ with details:
         st.caption(f"Path: **{pred.kind}** · " + " · ".join(f"{step} {s:.2f} s" for step, s in pred.timings.items()))
         if pred.sides:
             rep = pred.report
-            st.caption(f"Registration to MNI152: match {rep['registration_quality']:.2f} · estimated intracranial "
+            st.caption(f"Registration to MNI152: match {rep['registration_quality']:.2f} ({pred.verdict}) · estimated intracranial "
                        f"volume (eTIV, Buckner et al. 2004) {rep['etiv_ml']:.0f} mL · left/right asymmetry "
                        f"{rep['asymmetry_total_pct']:+.1f} %")
             st.dataframe(
@@ -118,6 +127,8 @@ with details:
                      for v in sorted(names)},
                   "Total (mL)": round(rep[f"{s.side}_total_ml"], 3), "Mean uncertainty": round(s.mean_uncertainty, 3)}
                  for s in pred.sides], hide_index=True, key="seg_sides_table")
+        if pred.sides:
+            registration_review.move_boxes_panel(editor.unsaved_voxels())
         st.button("Reset to the model output", key="seg_reset_model", on_click=editor.reset_to_prediction,
                   args=(pred,), help="Replaces the current labels with the model's output (undoable).")
 
