@@ -70,6 +70,7 @@ def _recipe_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
              "val_tta": args.val_tta, "amp": args.amp, "device": args.device,
              "augment": False if args.no_augment else None, "augmentation": args.augmentation,
              "teacher": getattr(args, "teacher", None), "distill_weight": args.distill_weight,
+             "resolution_augmentation": args.resolution_aug,
              "patch": tuple(int(v) for v in args.patch.split(",")) if args.patch else None}
     return replace(base, architecture=arch, **{k: v for k, v in given.items() if v is not None})
 
@@ -462,6 +463,9 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
     p.add_argument("--no-augment", action="store_true", default=None, help="turn off spatial and intensity augmentation")
+    p.add_argument("--resolution-aug", type=float, default=None, metavar="P",
+                   help="share of training cases also acquired coarser, as 2 mm or 3-5 mm-slice scans are, with their "
+                        "labels kept sharp, so coarse scans are segmented at their true size (default: 0)")
     p.add_argument("--augmentation", choices=[e.value for e in AugmentEngine], default=None,
                    help="monai: MONAI's transforms one case at a time on the CPU (the shipped recipe, default); batched: "
                         "the same transforms on the whole batch on the training device (keeps a GPU busy)")

@@ -114,3 +114,56 @@ def test_draws_do_not_depend_on_what_was_selected():
     augment_batch(img, lbl, r1, AugmentParams())
     augment_batch(img, lbl, r2, NO_AUGMENTATION)
     assert r1.random() == r2.random()
+
+
+# --------------------------------------------------------------------------- coarser acquisition (issue 22)
+
+
+def test_thick_slices_blur_along_their_axis_only_and_the_labels_stay_sharp():
+    from segloop.training.augment import resolution_factors, simulate_resolution
+
+    x = torch.zeros(1, 1, 24, 24, 24)
+    x[:, :, :, :, 12] = 1.0  # a thin bright sheet across z
+    x[:, :, 12, :, :] += 1.0  # and one across x
+    y = simulate_resolution(x, (1.0, 1.0, 4.0))
+    assert float(y[0, 0, 5, 5, 12]) < 0.5 and float(y[0, 0, 5, 5, 14]) > 0.05  # z smeared over ~4 slices
+    assert float(y[0, 0, 12, 5, 5]) == pytest.approx(1.0, abs=0.02)  # x untouched
+    img, lbl = _batch(n=4)
+    params = replace(NO_AUGMENTATION, p_resolution=1.0)
+    out_i, out_l = augment_batch(img, lbl, np.random.default_rng(3), params)
+    assert torch.equal(out_l, lbl) and not torch.allclose(out_i, img)
+    factors = resolution_factors(np.random.default_rng(3), 1000, AugmentParams(p_resolution=0.5))
+    coarse = (factors > 1).any(axis=1)
+    assert 0.4 < coarse.mean() < 0.6
+    thick = (factors > 1).sum(axis=1) == 1
+    assert 0.35 < (thick[coarse]).mean() < 0.65 and factors[thick].max() <= 5.0 and factors[thick].max() >= 4.5
+    assert np.all(factors[coarse & ~thick] >= 1.5) and np.all(factors[coarse & ~thick] <= 2.5)
+
+
+def test_coarser_acquisition_off_keeps_the_random_stream_of_existing_runs():
+    """A run started before the option existed, resumed with it at 0, draws exactly what it drew."""
+    img, lbl = _batch(n=3)
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    a = augment_batch(img, lbl, r1, AugmentParams())
+    b = augment_batch(img, lbl, r2, AugmentParams(p_resolution=0.0))
+    assert torch.equal(a[0], b[0]) and r1.random() == r2.random()
+    r3 = np.random.default_rng(5)
+    augment_batch(img, lbl, r3, AugmentParams(p_resolution=0.3))  # on: it draws more, after the others
+    assert np.random.default_rng(5).random() != r3.random()
+
+
+def test_the_monai_pipeline_gets_the_same_transform_and_saves_its_random_state():
+    from segloop.training.loop import _augmenter, _random_states
+
+    plain = _augmenter((24, 24, 24), 0)
+    coarse = _augmenter((24, 24, 24), 0, resolution=1.0)
+    assert len(coarse.transforms) == len(plain.transforms) + 1
+    assert len(_random_states(coarse)) == len(_random_states(plain)) + 1  # resumed runs continue it exactly
+    from segloop.training.augment import monai_resolution_transform
+
+    t = monai_resolution_transform(AugmentParams(p_resolution=1.0))
+    t.set_random_state(seed=1)
+    img, lbl = _batch(n=1, shape=(24, 24, 24))
+    out = t({"image": img[0].numpy(), "label": lbl[0].numpy()})
+    assert (t.factors > 1).any() and np.array_equal(out["label"], lbl[0].numpy())  # only the image is degraded
+    assert out["image"].shape == (1, 24, 24, 24) and not np.allclose(out["image"], img[0].numpy())

@@ -53,6 +53,13 @@ class AugmentParams:
     low_res_zoom: tuple[float, float] = (0.5, 1.0)
     p_gamma: float = 0.15
     gamma: tuple[float, float] = (0.7, 1.5)
+    # Acquisition at a coarser resolution (SynthSeg-style; off in the shipped recipe): the patch as a scanner
+    # with bigger voxels would have imaged it, back on the training grid (`simulate_resolution`), while the
+    # labels stay sharp, so the model learns to segment coarse scans at their true size.
+    p_resolution: float = 0.0
+    p_thick_slices: float = 0.5  # of those: thick slices along one random axis; else coarse in every axis
+    coarse_factor: tuple[float, float] = (1.5, 2.5)  # voxel size in training voxels (1 mm: 1.5-2.5 mm)
+    thick_factor: tuple[float, float] = (3.0, 5.0)  # slice thickness in training voxels (1 mm: 3-5 mm slices)
 
 
 #: Nothing happens with these: every probability is 0.
@@ -133,6 +140,63 @@ def _low_res(x, zoom: float):
                          align_corners=False)
 
 
+def simulate_resolution(x, factors):
+    """A patch as a scanner with `factors` times bigger voxels would have imaged it, on the patch's own grid.
+
+    Each coarse axis is blurred with the slice profile (a Gaussian whose FWHM is the coarse voxel),
+    sampled at the coarse spacing, and interpolated back (trilinear), as inference resamples a coarse
+    scan's box at the card's spacing.
+
+    Parameters
+    ----------
+    x : torch.Tensor of float, shape (1, 1, X, Y, Z)
+        One image patch.
+    factors : sequence of 3 float
+        Coarse voxel size per axis in patch voxels (1: that axis untouched).
+
+    Returns
+    -------
+    torch.Tensor of float, shape (1, 1, X, Y, Z)
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.zeros(1, 1, 16, 16, 16)
+    >>> x[..., 8] = 1.0  # one bright slice across z
+    >>> y = simulate_resolution(x, (1.0, 1.0, 4.0))
+    >>> tuple(y.shape), bool(y[..., 8].max() < 0.6), bool(torch.allclose(y.sum(), x.sum(), rtol=0.3))
+    ((1, 1, 16, 16, 16), True, True)
+    """
+    import torch.nn.functional as F
+
+    factors = np.asarray(factors, dtype=np.float64)
+    sigmas = np.where(factors > 1, factors / 2.3548, 1e-3)[None, :]  # FWHM = the coarse voxel
+    blurred = _blur(x, sigmas)
+    size = tuple(int(v) for v in x.shape[2:])
+    small = [max(2, int(round(n / f))) for n, f in zip(size, factors)]
+    coarse = F.interpolate(blurred, size=small, mode="trilinear", align_corners=False)
+    return F.interpolate(coarse, size=size, mode="trilinear", align_corners=False)
+
+
+def resolution_factors(rng: np.random.Generator, n: int, params: AugmentParams) -> np.ndarray:
+    """Coarse voxel size per case and axis (n, 3) in training voxels; all 1 for a case left as it is.
+
+    Draws a fixed amount of random numbers for a given n.
+    """
+    applied = rng.random(n) < params.p_resolution
+    thick = rng.random(n) < params.p_thick_slices
+    coarse = rng.uniform(*params.coarse_factor, n)
+    slab = rng.uniform(*params.thick_factor, n)
+    axis = rng.integers(0, 3, n)
+    out = np.ones((n, 3))
+    for i in np.flatnonzero(applied):
+        if thick[i]:
+            out[i, axis[i]] = slab[i]
+        else:
+            out[i, :] = coarse[i]
+    return out
+
+
 def _gamma(x, gammas):
     """MONAI's AdjustContrast with retain_stats, per case: x (n, 1, X, Y, Z), gammas (n,)."""
     dims = (1, 2, 3, 4)
@@ -145,8 +209,9 @@ def _gamma(x, gammas):
 
 
 def augment_batch(image, label, rng: np.random.Generator, params: AugmentParams = AugmentParams()):
-    """Augment a batch of training patches: affine, left-right flip, noise, blur, brightness, low
-    resolution and gamma, each case drawing its own parameters, in MONAI's recipe order.
+    """Augment a batch of training patches: affine, left-right flip, coarser acquisition (when
+    ``params.p_resolution`` > 0), noise, blur, brightness, low resolution and gamma, each case drawing its
+    own parameters, in MONAI's recipe order.
 
     Parameters
     ----------
@@ -185,6 +250,9 @@ def augment_batch(image, label, rng: np.random.Generator, params: AugmentParams 
     zooms = rng.uniform(*params.low_res_zoom, n)
     gammas = rng.uniform(*params.gamma, n)
 
+    # drawn after the others and only when used, so runs without it keep their random stream exactly
+    resolution = resolution_factors(rng, n, params) if params.p_resolution > 0 else np.ones((n, 3))
+
     image, label = image.clone(), label.clone()
     sel = np.flatnonzero(u[0] < params.p_affine)
     if len(sel):
@@ -197,6 +265,8 @@ def augment_batch(image, label, rng: np.random.Generator, params: AugmentParams 
     flip = torch.as_tensor(u[1] < params.p_flip, device=image.device).reshape(-1, 1, 1, 1, 1)
     image = torch.where(flip, image.flip(2), image)
     label = torch.where(flip, label.flip(2), label)
+    for i in np.flatnonzero((resolution > 1).any(axis=1)):  # acquired coarser; the labels stay sharp
+        image[i:i + 1] = simulate_resolution(image[i:i + 1], resolution[i])
     sel = np.flatnonzero(u[2] < params.p_noise)
     if len(sel):
         gen = torch.Generator(device=image.device).manual_seed(noise_seed)
@@ -216,3 +286,45 @@ def augment_batch(image, label, rng: np.random.Generator, params: AugmentParams 
         idx = torch.as_tensor(sel, device=image.device)
         image[idx] = _gamma(image[idx], torch.as_tensor(gammas[sel], dtype=image.dtype, device=image.device))
     return image, label
+
+
+def monai_resolution_transform(params: AugmentParams, keys: str = "image"):
+    """`simulate_resolution` as a MONAI dictionary transform for the per-case pipeline ("monai" engine).
+
+    Its random numbers come from MONAI's per-transform RandomState (``self.R``), seeded with the pipeline
+    and saved with the run like the others, so a resumed run continues exactly.
+    """
+    import torch
+    from monai.transforms import MapTransform, RandomizableTransform
+
+    class RandSimulateResolutiond(RandomizableTransform, MapTransform):
+        def __init__(self) -> None:
+            RandomizableTransform.__init__(self, prob=1.0)
+            MapTransform.__init__(self, keys)
+            self.factors = np.ones(3)
+
+        def randomize(self, data=None) -> None:
+            super().randomize(None)
+            draws = self.R.random(3)  # applied?, thick?, axis; then the sizes
+            sizes = self.R.uniform(0, 1, 2)
+            self.factors = np.ones(3)
+            if draws[0] >= params.p_resolution:
+                return
+            if draws[1] < params.p_thick_slices:
+                lo, hi = params.thick_factor
+                self.factors[min(int(draws[2] * 3), 2)] = lo + (hi - lo) * sizes[1]
+            else:
+                lo, hi = params.coarse_factor
+                self.factors[:] = lo + (hi - lo) * sizes[0]
+
+        def __call__(self, data):
+            d = dict(data)
+            self.randomize()
+            if (self.factors > 1).any():
+                for key in self.key_iterator(d):
+                    img = torch.as_tensor(d[key], dtype=torch.float32)
+                    out = simulate_resolution(img[None], self.factors)[0]
+                    d[key] = type(d[key])(out) if not isinstance(d[key], np.ndarray) else out.numpy()
+            return d
+
+    return RandSimulateResolutiond()

@@ -531,7 +531,7 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
         "stopped": summary.get("stopped"),
         "config": {k: config.get(k) for k in ("epochs", "time_budget_min", "batch_size", "lr", "weight_decay",
                                                 "patch", "augment", "augmentation", "seed", "base_checkpoint",
-                                                "teacher", "distill_weight") if k in config},
+                                                "teacher", "distill_weight", "resolution_augmentation") if k in config},
         "ensemble_members": [
             {"run": Path(run_dir_).name, "architecture": _architecture_summary(c.get("architecture", {})),
              "time_budget_min": c.get("time_budget_min"), "lr": c.get("lr"), "batch_size": c.get("batch_size")}
@@ -540,7 +540,9 @@ def export_run(run_dir: str | Path, onnx_path: str | Path, name: str, version: i
         "framework": "PyTorch + MONAI",
         "loss": loss_description(meta.get("architecture") or {}),
         "augmentation": "random placement in the patch, affine (rotation +-20 deg, scale +-15 %), left-right flip "
-                        "only, Gaussian noise and blur, brightness, low resolution, gamma",
+                        "only, Gaussian noise and blur, brightness, low resolution, gamma"
+                        + (f"; {config['resolution_augmentation']:.0%} of cases acquired coarser (1.5-2.5 mm, or 3-5 mm "
+                           "slices) with sharp labels" if config.get("resolution_augmentation") else ""),
     }
     processing = None
     if cv:

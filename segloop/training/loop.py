@@ -30,7 +30,7 @@ from segloop.io.readers import load_label, load_scan
 from segloop.model.metrics import dice_per_label
 from segloop.model.network import DEFAULT_ARCHITECTURE, build_network, ensemble_architecture, size_divisor
 from segloop.model.preprocessing import normalize, pad_to_multiple
-from segloop.training.augment import AugmentEngine, augment_batch
+from segloop.training.augment import AugmentEngine, AugmentParams, augment_batch, monai_resolution_transform
 from segloop.training.losses import distillation_loss, segmentation_loss
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -94,6 +94,12 @@ class TrainConfig:
         ``teacher_cv`` gives each fold the teacher trained without it).
     distill_weight : float
         With a teacher, the loss is ``(1 - w) * segmentation + w * KL(teacher || student)``.
+    resolution_augmentation : float
+        Share of the training cases also acquired at a coarser resolution, SynthSeg-style: half of them
+        2 mm-like in every axis (1.5-2.5 training voxels), half with 3-5 mm slices along a random axis,
+        blurred by the slice profile and brought back to the training grid while their labels stay sharp
+        (`segloop.training.augment.simulate_resolution`), so the model segments coarse scans at their true
+        size. 0 (the shipped recipe) leaves the augmentation and its random stream exactly as before.
     device : str, optional
         torch device, e.g. "cuda", "cuda:1" or "cpu"; None: CUDA when torch sees a GPU, else the CPU.
 
@@ -130,6 +136,7 @@ class TrainConfig:
     device: str | None = None
     teacher: str | None = None
     distill_weight: float = 0.5
+    resolution_augmentation: float = 0.0  # share of cases acquired coarser (2 mm, or 3-5 mm slices)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -249,19 +256,23 @@ def load_case_arrays(case: Case, normalization: str = "clip_zscore") -> tuple[np
     return normalize(img.array, normalization), (lbl.array.astype(np.uint8) if lbl is not None else None)
 
 
-def _augmenter(patch: tuple[int, int, int], seed: int):
+def _augmenter(patch: tuple[int, int, int], seed: int, resolution: float = 0.0):
     """nnU-Net-style spatial and intensity augmentation that keeps anterior/posterior meaning.
 
     Only left-right flips (RAS axis 0): the two hippocampi mirror each other, while flipping the
-    anterior-posterior axis would swap the labels' meaning.
+    anterior-posterior axis would swap the labels' meaning. With `resolution` > 0, that share of the
+    cases is also acquired at a coarser resolution (`segloop.training.augment.simulate_resolution`);
+    without it the pipeline is exactly the shipped model's.
     """
     from monai import transforms as T
 
+    coarse = [monai_resolution_transform(AugmentParams(p_resolution=resolution))] if resolution > 0 else []
     aug = T.Compose([
         T.RandAffined(keys=("image", "label"), prob=0.3, rotate_range=(0.35, 0.35, 0.35),
                       scale_range=(0.15, 0.15, 0.15), mode=("bilinear", "nearest"), padding_mode="zeros",
                       spatial_size=patch),
         T.RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=0),
+        *coarse,
         T.RandGaussianNoised(keys="image", prob=0.15, std=0.1),
         T.RandGaussianSmoothd(keys="image", prob=0.15, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
         T.RandScaleIntensityd(keys="image", prob=0.15, factors=0.25),
@@ -827,7 +838,9 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
             teacher = load_model(cfg.teacher)[0].to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     engine = AugmentEngine(cfg.augmentation)
-    aug = _augmenter(cfg.patch, cfg.seed) if cfg.augment and engine is AugmentEngine.MONAI else None
+    aug = (_augmenter(cfg.patch, cfg.seed, cfg.resolution_augmentation)
+           if cfg.augment and engine is AugmentEngine.MONAI else None)
+    batch_params = AugmentParams(p_resolution=cfg.resolution_augmentation)
     batch_aug = cfg.augment and engine is AugmentEngine.BATCHED
 
     steps_per_epoch = max(1, math.ceil(len(train_data) / cfg.batch_size))
@@ -876,7 +889,7 @@ def train(cfg: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_
             x = torch.from_numpy(np.stack(imgs)).to(device)
             y = torch.from_numpy(np.stack(lbls)).round().to(device)
             if batch_aug:
-                x, y = augment_batch(x, y, rng)
+                x, y = augment_batch(x, y, rng, batch_params)
             elapsed = time.perf_counter() - t0
             frac = step / total_steps
             if cfg.time_budget_min:
