@@ -61,3 +61,11 @@ def realheads_dir(shared_data: Path) -> Path:
     if not (path / "scans").is_dir():
         _missing(f"real head scans not found at {path}")
     return path
+
+
+@pytest.fixture()
+def app_workspace(msd_dir: Path, shipped_model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A fresh workspace the app (AppTest) uses, with the data folder and the shipped model; its folder."""
+    monkeypatch.setenv("SEGLOOP_DATA_DIR", str(msd_dir))
+    monkeypatch.setenv("SEGLOOP_WORKSPACE", str(tmp_path / "ws"))
+    return tmp_path / "ws"

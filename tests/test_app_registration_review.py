@@ -9,7 +9,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,20 +17,10 @@ if str(ROOT) not in sys.path:  # the pages import `components` from the reposito
 
 from apptest_state import current_state, predictions  # noqa: E402
 
-from segloop.config import WEIGHTS_DIR  # noqa: E402
 from segloop.store.database import Datastore  # noqa: E402
 from segloop.store.label_versions import list_versions  # noqa: E402
 
 SEGMENT = str(ROOT / "pages" / "segment.py")
-
-
-@pytest.fixture()
-def ws(msd_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
-        pytest.skip("the shipped model weights/hippocampus-unet-v1.onnx is missing")
-    monkeypatch.setenv("SEGLOOP_DATA_DIR", str(msd_dir))
-    monkeypatch.setenv("SEGLOOP_WORKSPACE", str(tmp_path / "ws"))
-    return tmp_path / "ws"
 
 
 def _head(realheads_dir: Path, invert: bool) -> bytes:
@@ -52,7 +41,7 @@ def _upload(name: str, data: bytes) -> AppTest:
     return at
 
 
-def test_a_refused_head_shows_its_picture_and_a_person_may_segment_it_anyway(ws: Path, realheads_dir: Path) -> None:
+def test_a_refused_head_shows_its_picture_and_a_person_may_segment_it_anyway(app_workspace: Path, realheads_dir: Path) -> None:
     at = _upload("odd contrast.nii.gz", _head(realheads_dir, invert=True))
     at.button(key="seg_run").click().run()
     assert not at.exception, at.exception
@@ -64,13 +53,13 @@ def test_a_refused_head_shows_its_picture_and_a_person_may_segment_it_anyway(ws:
     (pred,) = predictions(at).values()
     assert pred.placed_by == "person" and pred.verdict == "warn"
     assert any("Boxes placed by a person" in c.value for c in at.caption)
-    store = Datastore(workspace=ws)
+    store = Datastore(workspace=app_workspace)
     (version,) = list_versions(store, store.scan_by_content(current_state(at).key).id)
     assert version.kind == "model" and "accepted although the check refused it" in version.note
     assert at.session_state["current_labels"].any()
 
 
-def test_a_box_moved_by_a_person_segments_again_and_is_recorded(ws: Path, realheads_dir: Path) -> None:
+def test_a_box_moved_by_a_person_segments_again_and_is_recorded(app_workspace: Path, realheads_dir: Path) -> None:
     at = _upload("head.nii.gz", _head(realheads_dir, invert=False))
     at.button(key="seg_run").click().run()
     assert not at.exception, at.exception
@@ -83,7 +72,7 @@ def test_a_box_moved_by_a_person_segments_again_and_is_recorded(ws: Path, realhe
     moved = next(p for p in predictions(at).values() if p.placed_by == "person")
     left = next(s for s in moved.sides if s.side == "left")
     assert not np.allclose(left.corners, next(s for s in first.sides if s.side == "left").corners)
-    store = Datastore(workspace=ws)
+    store = Datastore(workspace=app_workspace)
     versions = list_versions(store, store.scan_by_content(current_state(at).key).id)
     assert [v.kind for v in versions] == ["model", "model"]
     assert "left box moved (+0, +4, +0) mm" in versions[-1].note and "placed by a person" not in versions[0].note

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +21,6 @@ if str(ROOT) not in sys.path:  # the pages import `components` from the reposito
 
 from apptest_state import current_state, predictions  # noqa: E402
 
-from segloop.config import WEIGHTS_DIR  # noqa: E402
 from segloop.io.readers import load_scan_bytes  # noqa: E402
 from segloop.io.volume import content_id  # noqa: E402
 from segloop.store.database import Datastore  # noqa: E402
@@ -30,15 +28,6 @@ from segloop.store.label_versions import list_versions, load_version  # noqa: E4
 
 APP = str(ROOT / "app.py")
 SEGMENT = str(ROOT / "pages" / "segment.py")
-
-
-@pytest.fixture()
-def ws(msd_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    if not (WEIGHTS_DIR / "hippocampus-unet-v1.onnx").is_file():
-        pytest.skip("the shipped model weights/hippocampus-unet-v1.onnx is missing")
-    monkeypatch.setenv("SEGLOOP_DATA_DIR", str(msd_dir))
-    monkeypatch.setenv("SEGLOOP_WORKSPACE", str(tmp_path / "ws"))
-    return tmp_path / "ws"
 
 
 def two_scans_one_name(msd_dir: Path) -> tuple[bytes, bytes]:
@@ -70,7 +59,7 @@ def _page(**params: str) -> AppTest:
     return at
 
 
-def test_a_second_upload_of_the_same_name_is_another_scan_with_its_own_work(ws: Path, msd_dir: Path) -> None:
+def test_a_second_upload_of_the_same_name_is_another_scan_with_its_own_work(app_workspace: Path, msd_dir: Path) -> None:
     data_a, data_b = two_scans_one_name(msd_dir)
     key_a, key_b = (content_id(load_scan_bytes("T1w.nii.gz", d)) for d in (data_a, data_b))
     at = _page(case="hippocampus_008")
@@ -98,7 +87,7 @@ def test_a_second_upload_of_the_same_name_is_another_scan_with_its_own_work(ws: 
     at.text_input(key="seg_author").input("ann").run()
     at.button(key="seg_save").click().run()
     assert not at.exception, at.exception
-    store = Datastore(workspace=ws)
+    store = Datastore(workspace=app_workspace)
     scan_a, scan_b = store.scan_by_content(key_a), store.scan_by_content(key_b)
     assert (scan_a.name, scan_b.name) == ("T1w", "T1w (2)")
     (v_b,) = list_versions(store, scan_b.id)
@@ -124,7 +113,7 @@ def test_a_second_upload_of_the_same_name_is_another_scan_with_its_own_work(ws: 
     np.testing.assert_array_equal(at.session_state["current_labels"], pred_a)
 
 
-def test_the_same_voxels_uploaded_under_another_name_are_the_same_scan(ws: Path, msd_dir: Path) -> None:
+def test_the_same_voxels_uploaded_under_another_name_are_the_same_scan(app_workspace: Path, msd_dir: Path) -> None:
     data_a, _ = two_scans_one_name(msd_dir)
     at = _page(case="hippocampus_003")
     _upload(at, "T1w.nii.gz", data_a)
@@ -135,10 +124,10 @@ def test_the_same_voxels_uploaded_under_another_name_are_the_same_scan(ws: Path,
     assert at.session_state["current_case"] == "T1w"  # the name the workspace knows these voxels by
     assert "seg_run" not in [b.key for b in at.button]  # its own prediction, found by identity
     np.testing.assert_array_equal(at.session_state["current_labels"], pred)
-    assert sorted(s.name for s in Datastore(workspace=ws).scans()) == ["T1w", "hippocampus_003"]  # no third scan
+    assert sorted(s.name for s in Datastore(workspace=app_workspace).scans()) == ["T1w", "hippocampus_003"]  # no third scan
 
 
-def test_an_old_link_by_a_shared_name_says_so_and_offers_the_scans(ws: Path, msd_dir: Path) -> None:
+def test_an_old_link_by_a_shared_name_says_so_and_offers_the_scans(app_workspace: Path, msd_dir: Path) -> None:
     """A workspace from before unique names holds two scans called T1w: `?case=T1w` must not pick one."""
     import sqlite3
 
@@ -147,7 +136,7 @@ def test_an_old_link_by_a_shared_name_says_so_and_offers_the_scans(ws: Path, msd
     _upload(at, "T1w.nii.gz", data_a)
     _upload(at, "T1w.nii.gz", data_b)
     key_b = current_state(at).key
-    with sqlite3.connect(ws / "segloop.db") as conn:  # as an older SegLoop left it: two scans, one name
+    with sqlite3.connect(app_workspace / "segloop.db") as conn:  # as an older SegLoop left it: two scans, one name
         conn.execute("DROP INDEX scans_unique_name")
         conn.execute("UPDATE scans SET name = 'T1w' WHERE source = 'uploaded'")
 
@@ -163,7 +152,7 @@ def test_an_old_link_by_a_shared_name_says_so_and_offers_the_scans(ws: Path, msd
     assert current_state(other).key == key_b and not any("scans are called" in w.value for w in other.warning)
 
 
-def test_a_link_whose_scan_id_matches_nothing_says_so_and_changes_nothing(ws: Path) -> None:
+def test_a_link_whose_scan_id_matches_nothing_says_so_and_changes_nothing(app_workspace: Path) -> None:
     at = _page(case="hippocampus_008")
     key = current_state(at).key
     at.query_params.clear()  # a link naming hippocampus_001 with the id of other voxels (its file changed)
