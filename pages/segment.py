@@ -82,16 +82,23 @@ with head:
     elif pred is None or rerun:
         if rerun or st.button("Run segmentation", key="seg_run", type="primary", icon=":material/play_arrow:",
                               disabled=not may_segment, help=None if may_segment else auth.needs(Action.SEGMENT)):
+            refusal = None
             try:
                 with st.status(f"Running {model.title} on {case}…", expanded=True) as status:
                     st.write("Localising (whole head: registration to MNI152), running the network, post-processing…")
-                    pred = segmentation.run_prediction(model, mode)
-                    status.update(label=f"Segmented in {pred.seconds:.1f} s", state="complete", expanded=False)
-            except RegistrationRefused as exc:  # the picture, and the person's say; the views stay on screen
-                registration_review.refused_panel(str(exc))
+                    try:
+                        pred = segmentation.run_prediction(model, mode)
+                    except RegistrationRefused as exc:  # the picture, and the person's say; the views stay
+                        refusal = exc
+                        status.update(label="The registration was refused: see its picture below", state="error",
+                                      expanded=False)
+                    else:
+                        status.update(label=f"Segmented in {pred.seconds:.1f} s", state="complete", expanded=False)
             except Exception as exc:  # ModelError and friends: one clear sentence
                 st.error(f"Segmentation failed: {exc}")
                 st.stop()
+            if refusal is not None:
+                registration_review.refused_panel(str(refusal))
             else:
                 version = store.label_version(pred.version_id) if pred.version_id is not None else None
                 editor.start_from(pred.labels, version)
