@@ -194,3 +194,25 @@ def test_predict_and_batch_write_qc_pictures_and_take_a_persons_accept(realheads
     rows = {r["scan"]: r for r in csv.DictReader((cohort / "volumes.csv").open())}
     assert rows["inverted"]["boxes_placed_by"] == "person" and rows["good"]["boxes_placed_by"] == "software"
     assert all(Path(r["qc_picture"]).is_file() for r in rows.values())
+
+
+def _long_neck(vol, extra_mm: float):
+    """The scan with its lowest 40 mm (neck) repeated below it: `extra_mm` more neck in the field of view."""
+    dz = float(np.linalg.norm(vol.affine[:3, 2]))
+    n, k = int(round(40 / dz)), int(round(extra_mm / dz))
+    neck = np.concatenate([vol.array[:, :, :n]] * int(np.ceil(k / n)), axis=2)[:, :, -k:]
+    affine = vol.affine.copy()
+    affine[:3, 3] -= vol.affine[:3, 2] * k
+    return np.concatenate([neck, vol.array], axis=2), affine
+
+
+@pytest.mark.parametrize("name", ["niivue_T1_head_ext2", "nichart_IXI012"])
+def test_a_real_head_with_a_much_longer_neck_lands_in_the_same_place(heads, name):
+    """120 mm more neck pulled the head's centre of mass so far down that registration started in the neck
+    and failed (106-128 mm off, match 0.07-0.09); starts anchored at the top of the head find the brain."""
+    vol, reg, _ = heads[name]
+    array, affine = _long_neck(vol, 120.0)
+    long = register_to_template(array, affine)
+    assert long.verdict is Verdict.ACCEPT, long.quality
+    centre = np.array([-26.0, -22.0, -13.0, 1.0])
+    assert np.linalg.norm((np.linalg.inv(long.scan_to_mni) @ centre - np.linalg.inv(reg.scan_to_mni) @ centre)[:3]) < 1.5

@@ -49,8 +49,13 @@ MIN_COVERAGE = 0.7
 #: Smallest field of view (mm) along every axis: a head, not a crop.
 MIN_FOV_MM = 100.0
 #: Starting guesses at 8 mm: template brain centre put this far (mm) above (z) and in front of (y)
-#: the head's centre of mass, pitched by these angles (degrees). The best 3 are optimised.
+#: the head's centre of mass, pitched by these angles (degrees). The best 3 of all starts are optimised.
 START_GRID = ((-10.0, 10.0, 30.0, 50.0), (-15.0, 0.0, 15.0), (-15.0, 0.0, 15.0))
+#: More starts anchored at the top of the head, which a neck of any length leaves where it is: the
+#: template brain centre this far (mm) below the head's highest point (brain top to centre 73 mm in the
+#: template, plus some 10 mm of scalp and skull), shifted by these amounts in z and y and pitched.
+VERTEX_TO_CENTRE_MM = 83.0
+VERTEX_GRID = ((-10.0, 0.0, 10.0), (-15.0, 0.0, 15.0), (-15.0, 0.0, 15.0))
 
 
 class Verdict(StrEnum):
@@ -227,15 +232,35 @@ def _method(mask: sitk.Image, iterations: int, step_mm: float, sampling: float) 
     return reg
 
 
-def _start_transforms(centre: np.ndarray, head_centre: np.ndarray) -> list[sitk.Similarity3DTransform]:
+def _start_transforms(centre: np.ndarray, anchors: list[tuple[np.ndarray, tuple]]) -> list[sitk.Similarity3DTransform]:
+    """Similarity starts: the template brain centre at each anchor point moved by its grid's (dz, dy, pitch)."""
     starts = []
-    for dz, dy, pitch in itertools.product(*START_GRID):
-        t = sitk.Similarity3DTransform()
-        t.SetCenter(centre.tolist())
-        t.SetRotation((1.0, 0.0, 0.0), float(np.deg2rad(pitch)))
-        t.SetTranslation((head_centre + [0.0, dy, dz] - centre).tolist())
-        starts.append(t)
+    for anchor, grid in anchors:
+        for dz, dy, pitch in itertools.product(*grid):
+            t = sitk.Similarity3DTransform()
+            t.SetCenter(centre.tolist())
+            t.SetRotation((1.0, 0.0, 0.0), float(np.deg2rad(pitch)))
+            t.SetTranslation((anchor + [0.0, dy, dz] - centre).tolist())
+            starts.append(t)
     return starts
+
+
+def head_anchors(array: np.ndarray, affine: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
+    """Where to start looking for the brain: (anchor point in world mm, its start grid) pairs.
+
+    The head's centre of mass (`START_GRID`: a long neck pulls it 30-50 mm below the brain), and a point
+    `VERTEX_TO_CENTRE_MM` below the head's highest point, above the middle of the head's top 110 mm
+    (`VERTEX_GRID`), which does not move however much neck and shoulder the scan holds.
+    """
+    fg = array > array.mean()
+    idx = np.argwhere(fg)
+    world = idx @ affine[:3, :3].T + affine[:3, 3]
+    anchors = [(world.mean(axis=0), START_GRID)]
+    top = float(np.percentile(world[:, 2], 99.5))
+    upper = world[world[:, 2] > top - 110.0]
+    if len(upper):
+        anchors.append((np.array([*upper[:, :2].mean(axis=0), top - VERTEX_TO_CENTRE_MM]), VERTEX_GRID))
+    return anchors
 
 
 def _metric(reg: sitk.ImageRegistrationMethod, start: sitk.Transform, fixed: sitk.Image, moving: sitk.Image) -> float:
@@ -246,11 +271,11 @@ def _metric(reg: sitk.ImageRegistrationMethod, start: sitk.Transform, fixed: sit
         return np.inf
 
 
-def _register(tpl: _Template, moving: dict[int, sitk.Image], head_centre: np.ndarray) -> sitk.AffineTransform:
+def _register(tpl: _Template, moving: dict[int, sitk.Image], anchors: list) -> sitk.AffineTransform:
     """MNI -> scan world transform: similarity from the best starts at 8 mm, then affine at 4 and 2 mm."""
     fixed, mask = tpl.levels[8]
     probe = _method(mask, 0, 1.0, 1.0)
-    starts = _start_transforms(np.array(tpl.centre_mm), head_centre)
+    starts = _start_transforms(np.array(tpl.centre_mm), anchors)
     starts.sort(key=lambda s: _metric(probe, s, fixed, moving[8]))
     best_value, best = np.inf, None
     for start in starts[:3]:
@@ -365,13 +390,11 @@ def register_to_template(array: np.ndarray, affine: np.ndarray) -> Registration:
     moving = _moving_levels(array, affine)
     if moving is None:
         return _refused("the scan is blank (almost all voxels have the same value)", t0)
-    a = sitk.GetArrayViewFromImage(moving[4]).T
-    aff = _sitk_affine(moving[4])
-    head_centre = aff[:3, :3] @ ndimage.center_of_mass(a > a.mean()) + aff[:3, 3]
+    anchors = head_anchors(sitk.GetArrayViewFromImage(moving[4]).T, _sitk_affine(moving[4]))
 
     tpl = _template()
     try:
-        transform = _register(tpl, moving, head_centre)
+        transform = _register(tpl, moving, anchors)
     except RuntimeError:  # ITK raises when too few template samples land inside the scan
         return _refused("the registration to the MNI152 template failed: the scan and the template stopped "
                         "overlapping; is this a whole-head T1 scan?", t0)
