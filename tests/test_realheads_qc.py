@@ -46,6 +46,7 @@ def heads(realheads_dir: Path) -> dict:
 def test_a_real_head_is_accepted_and_its_boxes_hold_the_hippocampi(heads, name):
     _, reg, peer = heads[name]
     assert reg.verdict is Verdict.ACCEPT and reg.ok, (reg.quality, reg.message)
+    assert reg.start_spread_mm < 2.0  # the optimiser's starts agree
     for side, box in HIPPOCAMPUS_BOXES_MM.items():
         lo, hi = np.array(box).T
         centre = peer[side]

@@ -278,3 +278,9 @@ def test_box_corners_and_edges():
     np.testing.assert_allclose(apply_affine(scan_to_mni @ affine, [centre])[0], np.mean(LEFT_HIPPOCAMPUS_BOX_MM, axis=1))
     sides = sorted({round(float(np.linalg.norm(mni[a] - mni[b])), 6) for a, b in BOX_EDGES})
     assert sides == sorted(float(hi - lo) for lo, hi in LEFT_HIPPOCAMPUS_BOX_MM)
+
+
+def test_starts_that_disagree_make_an_accepted_match_a_warning():
+    verdict, message, _ = judge(0.6, 1.0, np.eye(4), start_spread_mm=12.0)
+    assert verdict is Verdict.WARN and "disagree by 12 mm" in message
+    assert judge(0.6, 1.0, np.eye(4), start_spread_mm=0.4)[0] is Verdict.ACCEPT

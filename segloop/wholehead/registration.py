@@ -55,6 +55,10 @@ START_GRID = ((-10.0, 10.0, 30.0, 50.0), (-15.0, 0.0, 15.0), (-15.0, 0.0, 15.0))
 #: template brain centre this far (mm) below the head's highest point (brain top to centre 73 mm in the
 #: template, plus some 10 mm of scalp and skull), shifted by these amounts in z and y and pitched.
 VERTEX_TO_CENTRE_MM = 83.0
+#: The optimiser's 3 best starts ending further apart than this (mm) make an accepted match a warning.
+MAX_START_SPREAD_MM = 5.0
+#: Midway between the two hippocampus boxes (MNI mm): where the starts' agreement is measured.
+_HIPPOCAMPUS_MIDPOINT_MM = (0.0, -22.0, -13.0)
 VERTEX_GRID = ((-10.0, 0.0, 10.0), (-15.0, 0.0, 15.0), (-15.0, 0.0, 15.0))
 
 
@@ -97,6 +101,9 @@ class Registration:
         True when a refusal rests on the match alone, so a person who looked at the QC picture may accept
         the registration (`segment_whole_head(accept_registration=True)`); False when the input is not a
         head scan or the transform cannot be a head's (scale, reflection, coverage).
+    start_spread_mm : float
+        The optimiser's own consistency: how far (mm) its other two best starts put the point between the
+        hippocampi from where the chosen one does (0.0-0.5 mm on the real dev heads); 0 for `assess`.
     """
 
     scan_to_mni: np.ndarray
@@ -109,6 +116,7 @@ class Registration:
     etiv_ml: float = float("nan")
     verdict: Verdict = Verdict.REFUSE
     overridable: bool = False
+    start_spread_mm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -271,20 +279,25 @@ def _metric(reg: sitk.ImageRegistrationMethod, start: sitk.Transform, fixed: sit
         return np.inf
 
 
-def _register(tpl: _Template, moving: dict[int, sitk.Image], anchors: list) -> sitk.AffineTransform:
-    """MNI -> scan world transform: similarity from the best starts at 8 mm, then affine at 4 and 2 mm."""
+def _register(tpl: _Template, moving: dict[int, sitk.Image], anchors: list) -> tuple[sitk.AffineTransform, float]:
+    """(MNI -> scan world transform, start spread in mm): similarity from the best 3 starts at 8 mm, then affine
+    at 4 and 2 mm from the best of them. The spread is how far (mm, in the scan) the other two put the point
+    between the hippocampi from where the best one does: a few tenths of a mm when they agree."""
     fixed, mask = tpl.levels[8]
     probe = _method(mask, 0, 1.0, 1.0)
     starts = _start_transforms(np.array(tpl.centre_mm), anchors)
     starts.sort(key=lambda s: _metric(probe, s, fixed, moving[8]))
-    best_value, best = np.inf, None
+    best_value, best, found = np.inf, None, []
     for start in starts[:3]:
         sim = sitk.Similarity3DTransform(start)
         reg = _method(mask, 60, 4.0, 1.0)
         reg.SetInitialTransform(sim, inPlace=True)
         reg.Execute(fixed, moving[8])
+        found.append(np.array(sim.TransformPoint(_HIPPOCAMPUS_MIDPOINT_MM)))
         if best is None or reg.GetMetricValue() < best_value:
             best_value, best = reg.GetMetricValue(), sim
+    chosen = np.array(best.TransformPoint(_HIPPOCAMPUS_MIDPOINT_MM))
+    spread = max(float(np.linalg.norm(f - chosen)) for f in found)  # the optimiser's own consistency
     affine = sitk.AffineTransform(3)
     affine.SetCenter(best.GetCenter())
     affine.SetMatrix(best.GetMatrix())
@@ -294,7 +307,7 @@ def _register(tpl: _Template, moving: dict[int, sitk.Image], anchors: list) -> s
         reg = _method(mask, 100, step_mm, sampling)
         reg.SetInitialTransform(affine, inPlace=True)
         reg.Execute(fixed, moving[mm])
-    return affine
+    return affine, spread
 
 
 def _implausible(coverage: float, scan_to_mni: np.ndarray) -> str:
@@ -312,7 +325,8 @@ def _implausible(coverage: float, scan_to_mni: np.ndarray) -> str:
     return ""
 
 
-def judge(quality: float, coverage: float, scan_to_mni: np.ndarray) -> tuple[Verdict, str, bool]:
+def judge(quality: float, coverage: float, scan_to_mni: np.ndarray,
+          start_spread_mm: float = 0.0) -> tuple[Verdict, str, bool]:
     """The quality check of a finished registration.
 
     Parameters
@@ -323,6 +337,9 @@ def judge(quality: float, coverage: float, scan_to_mni: np.ndarray) -> tuple[Ver
         Fraction of the template brain inside the scan's field of view.
     scan_to_mni : np.ndarray
         float (4, 4), scan world mm -> MNI mm.
+    start_spread_mm : float, optional
+        How far the optimiser's other starts ended from the chosen one (`Registration.start_spread_mm`);
+        beyond `MAX_START_SPREAD_MM` an accepted match is only a warning: two places fit about as well.
 
     Returns
     -------
@@ -342,6 +359,9 @@ def judge(quality: float, coverage: float, scan_to_mni: np.ndarray) -> tuple[Ver
     if quality < ACCEPT_QUALITY:
         return Verdict.WARN, (f"the registration to the MNI152 template is borderline (match {quality:.2f}; "
                               f"{ACCEPT_QUALITY:.2f} or more is accepted without a look): check the boxes on the scan"), False
+    if start_spread_mm > MAX_START_SPREAD_MM:
+        return Verdict.WARN, (f"the registration's starts disagree by {start_spread_mm:.0f} mm: another place fits "
+                              "the template almost as well; check the boxes on the scan"), False
     return Verdict.ACCEPT, "", False
 
 
@@ -394,7 +414,7 @@ def register_to_template(array: np.ndarray, affine: np.ndarray) -> Registration:
 
     tpl = _template()
     try:
-        transform = _register(tpl, moving, anchors)
+        transform, spread = _register(tpl, moving, anchors)
     except RuntimeError:  # ITK raises when too few template samples land inside the scan
         return _refused("the registration to the MNI152 template failed: the scan and the template stopped "
                         "overlapping; is this a whole-head T1 scan?", t0)
@@ -405,7 +425,7 @@ def register_to_template(array: np.ndarray, affine: np.ndarray) -> Registration:
     mni_to_scan[:3, 3] = np.array(transform.GetTranslation()) + centre - matrix @ centre
     scan_to_mni = np.linalg.inv(mni_to_scan)
     quality, coverage = _match(moving[2], scan_to_mni)
-    return _finish(scan_to_mni, quality, coverage, time.perf_counter() - t0)
+    return _finish(scan_to_mni, quality, coverage, time.perf_counter() - t0, spread)
 
 
 def _moving_levels(array: np.ndarray, affine: np.ndarray) -> dict[int, sitk.Image] | None:
@@ -465,13 +485,14 @@ def assess(array: np.ndarray, affine: np.ndarray, scan_to_mni: np.ndarray) -> Re
     return _finish(np.asarray(scan_to_mni, float), quality, coverage, time.perf_counter() - t0)
 
 
-def _finish(scan_to_mni: np.ndarray, quality: float, coverage: float, seconds: float) -> Registration:
+def _finish(scan_to_mni: np.ndarray, quality: float, coverage: float, seconds: float,
+            start_spread_mm: float = 0.0) -> Registration:
     """A `Registration` of a found transform: its quality check and the head size."""
-    verdict, message, overridable = judge(quality, coverage, scan_to_mni)
+    verdict, message, overridable = judge(quality, coverage, scan_to_mni, start_spread_mm)
     asf = float(np.linalg.det(scan_to_mni[:3, :3]))
     return Registration(scan_to_mni=scan_to_mni, quality=quality, ok=verdict is not Verdict.REFUSE, message=message,
                         seconds=seconds, coverage=coverage, atlas_scaling_factor=asf,
-                        etiv_ml=_etiv(asf), verdict=verdict, overridable=overridable)
+                        etiv_ml=_etiv(asf), verdict=verdict, overridable=overridable, start_spread_mm=start_spread_mm)
 
 
 def _etiv(asf: float) -> float:
