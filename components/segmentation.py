@@ -202,6 +202,10 @@ def scan_record():
     if state is None:
         return None
     try:
+        if state.workspace_id is not None:  # registered before: no need to hash the voxels again
+            rec = store().scan(state.workspace_id)
+            if rec.sha256 == state.key:
+                return rec
         rec = ensure_scan(store(), state.name, session.current_volume(), state.source,
                           _reference_label_path(state.name))
     except Exception:
