@@ -29,6 +29,7 @@ import numpy as np
 import streamlit as st
 
 from components import editor, label_source, session
+from components.store import get_store
 from segloop import config
 from segloop.errors import SegLoopError
 from segloop.io.volume import content_id
@@ -92,16 +93,10 @@ def folder_choices(cases: list) -> list[ScanChoice]:
     return [ScanChoice(c.name, None, c.image_path, FOLDER, label_path=c.label_path) for c in cases]
 
 
-def _workspace_store():
-    from segloop.store.database import Datastore
-
-    return Datastore()
-
-
 def workspace_choices() -> list[ScanChoice]:
     """The scans kept in the workspace (uploads, imported and segmented scans), [] without a usable one."""
     try:
-        records = _workspace_store().scans()
+        records = get_store().scans()
     except Exception:  # noqa: BLE001 - no usable workspace: only the data folder's cases
         return []
     return [ScanChoice(r.name, r.sha256, r.image_path, WORKSPACE, shape=r.shape, created_at=r.created_at,
@@ -199,7 +194,7 @@ def _upload_record(vol, folder_names: set[str]):
     from segloop.store.predictions import ensure_scan
 
     try:
-        store = _workspace_store()
+        store = get_store()
         known = store.scan_by_content(content_id(vol))
         if known is not None:
             return known
